@@ -1,0 +1,25 @@
+"""Errors a user can cause, and how the CLI maps them to exit codes (DESIGN.md section 7)."""
+
+from __future__ import annotations
+
+
+class Pano4DError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(Pano4DError):
+    """Bad input or a missing resource: one clear line for the user, exit code 2."""
+
+    exit_code = 2
+
+
+class FormatError(InputError):
+    """A scene or file that does not follow its format (wrong version, shape, dtype, NaN)."""
+
+
+class Cancelled(Pano4DError):
+    """The user cancelled a long run: exit code 130."""
+
+    exit_code = 130

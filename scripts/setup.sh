@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create (or update) the project's virtual environment: CPU torch first, then the project.
+# Usage: scripts/setup.sh [VENV_DIR]    (default .venv; idempotent, fast when up to date)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${1:-.venv}"
+PY="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "creating $VENV"
+    "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.pano4d-installed"
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt scripts/setup.sh ]; then
+    exit 0
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+# The CPU wheel of torch must come first: a bare "torch" requirement would pull a
+# multi-GB CUDA build (see ENVIRONMENT.md). pyproject's range is satisfied by it.
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    echo "installing torch (CPU build)"
+    "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+fi
+echo "installing Pano4D and its dependencies"
+"$VENV/bin/python" -m pip install -q -e ".[test]"
+touch "$stamp"

@@ -1,0 +1,47 @@
+"""Shared test fixtures. Tests never touch the network (HF_HUB_OFFLINE) and never a GPU
+unless marked ``gpu``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SAMPLES = ROOT / "resources" / "samples"
+
+
+def smooth_equirect(height: int, width: int) -> np.ndarray:
+    """A smooth float32 [H, W, 3] image defined on the sphere (continuous at seam and poles)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    lat = (0.5 - (yy + 0.5) / height) * np.pi
+    lon = ((xx + 0.5) / width - 0.5) * 2 * np.pi
+    x, y, z = np.cos(lat) * np.sin(lon), np.sin(lat), -np.cos(lat) * np.cos(lon)
+    img = np.stack([0.5 + 0.4 * x, 0.5 + 0.4 * y * z + 0.1 * z, 0.5 + 0.3 * (x * x - z * z)], -1)
+    return img.astype(np.float32)
+
+
+def textured_equirect(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A uint8 [H, W, 3] panorama with texture at several scales, continuous on the sphere."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    lat = (0.5 - (yy + 0.5) / height) * np.pi
+    lon = ((xx + 0.5) / width - 0.5) * 2 * np.pi
+    p = np.stack([np.cos(lat) * np.sin(lon), np.sin(lat), -np.cos(lat) * np.cos(lon)], -1)
+    img = np.zeros((height, width, 3))
+    for freq in (2, 5, 11, 23):
+        k = rng.normal(size=(3, 3)) * freq
+        img += np.cos(p @ k.T + rng.uniform(0, 6.28, 3)) / freq**0.5
+    img = (img - img.min()) / (img.max() - img.min())
+    return (img * 255).round().astype(np.uint8)
+
+
+@pytest.fixture
+def smooth_pano():
+    return smooth_equirect(256, 512)
