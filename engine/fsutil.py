@@ -1,0 +1,178 @@
+"""Atomic file and folder writes: a crash never leaves a half-written result at the final path.
+
+Every writer builds its output under a hidden temporary name next to the destination (same
+folder, hence same file system) and renames it into place only once it is complete:
+
+- :func:`atomic_write_bytes` / :func:`atomic_write_json` write a whole file at once;
+- :func:`atomic_file` yields a temporary *path* for writers that want a file name
+  (ffmpeg, plyfile, safetensors) and renames it into place on success;
+- :func:`atomic_dir` yields a temporary *folder* and renames it into place on success,
+  replacing an existing folder of the same name.
+
+On failure (any exception, including KeyboardInterrupt) the temporary file or folder is
+removed and the destination is left as it was. Temporary names start with ``.`` and contain
+``.tmp-``; a hard kill (SIGKILL, power loss) can leave one behind, never a partial
+destination. Replacing an existing folder takes two renames (old folder aside, new folder in),
+so a hard kill exactly between them leaves the previous folder under ``.NAME.old-*`` beside
+the destination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Best effort: make a rename inside ``folder`` durable (no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush one file's data to disk (best effort)."""
+    try:
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+    except OSError:
+        pass
+
+
+def _current_umask() -> int:
+    try:  # Linux: read it without changing it (os.umask is process-wide and racy)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _temp_name(final: Path, kind: str, suffix: str = "") -> Path:
+    """A new empty file beside ``final`` with the permissions a plain ``open`` would give."""
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.{kind}-", suffix=suffix, dir=final.parent)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_UMASK)
+    return Path(name)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
+
+    ``suffix`` is appended to the temporary name (e.g. ``".mp4"`` for tools that pick the
+    format from the extension). The parent folder must exist.
+    """
+    final = Path(path)
+    tmp = _temp_name(final, "tmp", suffix)
+    try:
+        yield tmp
+        fsync_file(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        _remove(tmp)
+        raise
+    _fsync_dir(final.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON for the few non-JSON types provenance tends to carry (paths, numpy, tensors)."""
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars, torch tensors
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def to_json(obj: Any, *, indent: int | None = 2) -> str:
+    """``json.dumps`` that also accepts paths, numpy values and tensors (as lists)."""
+    return json.dumps(obj, indent=indent, default=_json_default, ensure_ascii=False)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:
+    """Write ``obj`` as UTF-8 JSON (plus a final newline) to ``path`` atomically."""
+    atomic_write_bytes(path, (to_json(obj, indent=indent) + "\n").encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_dir(final_path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``final_path``; rename it into place on success.
+
+    An existing folder at ``final_path`` is replaced (moved aside, new one renamed in, old one
+    deleted); if the final rename fails the old folder is put back. An existing *file* at
+    ``final_path`` is refused with :class:`InputError`. On failure the temporary folder is
+    removed and ``final_path`` is untouched. The parent folder is created if needed.
+    """
+    final = Path(final_path)
+    if final.exists() and not final.is_dir():
+        raise InputError(f"{final}: exists and is not a folder")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    try:
+        yield tmp
+        _replace_dir(tmp, final)
+    except BaseException:
+        _remove(tmp)
+        raise
+    _fsync_dir(final.parent)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+    os.rmdir(old)
+    os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        os.replace(old, final)
+        raise
+    _remove(old)
+
+
+def tree_size(path: str | os.PathLike[str]) -> int:
+    """Total size in bytes of a file, or of all files under a folder."""
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())

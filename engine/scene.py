@@ -1,0 +1,567 @@
+"""4D Gaussian scenes: the native Pano4D scene folder and the standard 3DGS PLY.
+
+A :class:`Scene4D` is one **static** Gaussian set, shared by every frame (everything outside
+the animated regions), plus one **dynamic** set per frame (the animated regions; sets may
+differ in size between frames). Frame ``t`` renders ``static + dynamic[t]``.
+
+Native scene folder (format ``pano4d-scene``, version 1)
+--------------------------------------------------------
+::
+
+    scene/
+      manifest.json
+      static.safetensors
+      dynamic/frame_0000.safetensors
+      dynamic/frame_0001.safetensors
+      ...
+
+``manifest.json`` is a JSON object with these keys:
+
+- ``format`` = ``"pano4d-scene"``, ``version`` = 1 (an integer; readers refuse newer versions)
+- ``conventions``: axes ``+Y up, -Z forward, +X right (OpenGL)``, quaternions ``wxyz``,
+  scales ``log``, opacity ``logit``, colour ``0.5 + 0.28209479 * sh_dc``, depth ``distance
+  along the ray`` (DESIGN.md section 2)
+- ``frame_count`` (>= 1), ``fps`` (> 0), ``sh_degree`` (0..3; K = (sh_degree + 1)^2)
+- ``counts``: ``{"static": N_s, "dynamic": [N_0, N_1, ...]}`` (one count per frame)
+- ``bounds``: ``{"min": [x, y, z], "max": [x, y, z]}`` over every mean of every set
+- ``dtypes``: storage dtype per tensor name, ``"float32"`` or ``"float16"``
+- ``files``: ``{"static": "static.safetensors", "dynamic": ["dynamic/frame_0000...", ...]}``
+  (paths relative to the folder)
+- ``provenance``: free JSON object (source panorama, preset, regions, timings...)
+- ``created`` (ISO 8601, UTC) and ``writer`` (``"Pano4D <version>"``)
+
+Each ``.safetensors`` file holds exactly five tensors for N Gaussians:
+``means`` [N, 3], ``quats`` [N, 4] (wxyz), ``log_scales`` [N, 3], ``opacities`` [N]
+(logits), ``sh`` [N, K, 3]. N may be 0. ``means`` is always float32. With ``half=True``
+(default) the other four are float16, unless a value exceeds the float16 range (65504), in
+which case that tensor is stored as float32 in every file. float16 keeps 11 significant bits:
+relative error <= 2^-11 (4.9e-4) per value; for colours in [0, 1] the DC coefficient is off
+by at most 4.9e-4, i.e. colour by at most 1.4e-4 (1/28 of an 8-bit level); opacity by at most
+1e-3 for logits within +-16; scales by at most 0.4 % for log-scales within +-16.
+Bytes per Gaussian (SH degree 0 / 3): 34 / 124 half, 56 / 236 float32.
+
+Loading memory-maps each file (``safetensors.safe_open``), checks tensor names, shapes and
+dtypes against the manifest, checks every value is finite, and returns float32 tensors.
+Any problem raises :class:`~engine.errors.FormatError` with one line naming the file.
+
+Saving writes the whole folder under a temporary name and renames it into place, so a crash
+never leaves a half scene; saving over an existing scene replaces it. A non-empty folder that
+is not a Pano4D scene is never replaced.
+
+Standard 3DGS PLY (interop: SuperSplat, gsplat, viser, the 3DGS reference viewers)
+-----------------------------------------------------------------------------------
+Binary little-endian, one ``vertex`` element, all properties ``float`` (float32), in order::
+
+    x y z nx ny nz f_dc_0 f_dc_1 f_dc_2 f_rest_0 ... f_rest_{3(K-1)-1}
+    opacity scale_0 scale_1 scale_2 rot_0 rot_1 rot_2 rot_3
+
+``f_rest`` is channel-major (all red coefficients 1..K-1, then green, then blue);
+``opacity`` is the logit, ``scale_*`` the log-scale, ``rot_0`` is w; normals are zero.
+:func:`read_ply` accepts any SH degree 0..3 (inferred from the number of ``f_rest``
+properties: 0, 9, 24 or 45), other numeric property types and ASCII PLY, and ignores extra
+properties; missing properties, non-finite values or an unreadable file raise ``FormatError``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+import numpy as np
+import safetensors.torch
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import Tensor
+
+from . import __version__
+from .errors import FormatError, InputError
+from .fsutil import atomic_dir, atomic_file, fsync_file, to_json, tree_size
+from .gaussians import Gaussians
+from .progress import Progress, ProgressCallback
+
+FORMAT_NAME = "pano4d-scene"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CONVENTIONS = {
+    "axes": "+Y up, -Z forward, +X right (OpenGL)",
+    "quaternion": "wxyz",
+    "scales": "log",
+    "opacity": "logit",
+    "colour": "0.5 + 0.28209479 * sh_dc",
+    "depth": "distance along the ray",
+}
+FIELDS = ("means", "quats", "log_scales", "opacities", "sh")
+FP16_MAX = 65504.0
+_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+_PLY_CHUNK = 1 << 20  # rows converted at a time when writing PLY (bounds peak memory)
+
+PathLike = str | os.PathLike[str]
+
+
+# --------------------------------------------------------------------------- Scene4D
+
+
+@dataclass
+class Scene4D:
+    """A static Gaussian set shared by all frames plus one dynamic set per frame."""
+
+    static: Gaussians
+    dynamic: list[Gaussians]
+    fps: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.dynamic) < 1:
+            raise ValueError("a Scene4D needs at least one frame (dynamic set)")
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"fps must be a positive number, got {self.fps}")
+        degrees = {self.static.sh_degree, *(d.sh_degree for d in self.dynamic)}
+        if len(degrees) != 1:
+            raise ValueError(f"all sets of a scene must share one SH degree, got {degrees}")
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.dynamic)
+
+    @property
+    def sh_degree(self) -> int:
+        return self.static.sh_degree
+
+    def frame(self, t: int) -> Gaussians:
+        """All Gaussians of frame ``t``: the static set followed by ``dynamic[t]``."""
+        return Gaussians.cat([self.static, self.dynamic[t]])
+
+    def bounds(self) -> tuple[list[float], list[float]]:
+        """Per-axis (min, max) over every mean of every set; zeros for an empty scene."""
+        means = [g.means.detach() for g in (self.static, *self.dynamic) if len(g)]
+        if not means:
+            return [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+        lo = torch.stack([m.amin(0) for m in means]).amin(0)
+        hi = torch.stack([m.amax(0) for m in means]).amax(0)
+        return [float(x) for x in lo], [float(x) for x in hi]
+
+
+def _reporter(progress: Progress | ProgressCallback | None, stage: str) -> Progress | None:
+    """Accept a :class:`Progress`, a bare ``(stage, fraction, message)`` callback or None."""
+    if progress is None or isinstance(progress, Progress):
+        return progress
+    return Progress(stage, progress)
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def _sets(scene: Scene4D) -> list[tuple[str, Gaussians]]:
+    frames = [(f"dynamic/frame_{t:04d}.safetensors", g) for t, g in enumerate(scene.dynamic)]
+    return [("static.safetensors", scene.static), *frames]
+
+
+def _abs_max(t: Tensor) -> float:
+    """max |t| in one pass (NaN if any NaN, inf if any inf; 0 when empty)."""
+    if t.numel() == 0:
+        return 0.0
+    lo, hi = torch.aminmax(t.detach())
+    return max(-float(lo), float(hi))
+
+
+def _choose_dtypes(sets: list[tuple[str, Gaussians]], half: bool) -> dict[str, str]:
+    """float32 for means; float16 for the rest when ``half`` and every value fits.
+
+    Also refuses non-finite values (a scene that ``load_scene`` would reject).
+    """
+    peak = dict.fromkeys(FIELDS, 0.0)
+    for rel, g in sets:
+        for name, t in g.tensors().items():
+            m = _abs_max(t)
+            if not math.isfinite(m):
+                raise ValueError(f"cannot save scene: non-finite values in {rel} '{name}'")
+            peak[name] = max(peak[name], m)
+    fp16 = {n: half and n != "means" and peak[n] <= FP16_MAX for n in FIELDS}
+    return {n: "float16" if fp16[n] else "float32" for n in FIELDS}
+
+
+def _manifest(scene: Scene4D, dtypes: dict[str, str], files: list[str]) -> dict[str, Any]:
+    lo, hi = scene.bounds()
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "conventions": CONVENTIONS,
+        "frame_count": scene.n_frames,
+        "fps": float(scene.fps),
+        "sh_degree": scene.sh_degree,
+        "counts": {"static": len(scene.static), "dynamic": [len(g) for g in scene.dynamic]},
+        "bounds": {"min": lo, "max": hi},
+        "dtypes": dtypes,
+        "files": {"static": files[0], "dynamic": files[1:]},
+        "provenance": scene.meta,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "writer": f"Pano4D {__version__}",
+    }
+
+
+def _write_tensors(path: Path, g: Gaussians, dtypes: dict[str, str]) -> None:
+    """Write one Gaussian set as a safetensors file with the chosen storage dtypes."""
+    tensors = {
+        name: t.detach().to("cpu", _DTYPES[dtypes[name]]).contiguous()
+        for name, t in g.tensors().items()
+    }
+    meta = {"format": FORMAT_NAME, "version": str(FORMAT_VERSION)}
+    safetensors.torch.save_file(tensors, str(path), metadata=meta)
+
+
+def _check_replaceable(folder: Path) -> None:
+    """Refuse to replace a file, or a non-empty folder that is not a Pano4D scene."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise InputError(f"{folder}: exists and is not a folder; refusing to replace it")
+    if not any(folder.iterdir()):
+        return
+    try:
+        fmt = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = None
+    if fmt != FORMAT_NAME:
+        raise InputError(f"{folder}: exists and is not a Pano4D scene; refusing to replace it")
+
+
+def save_scene(scene: Scene4D, folder: PathLike, *, half: bool = True) -> int:
+    """Write ``scene`` as a native scene folder (atomically); returns its size in bytes.
+
+    ``half`` stores everything except the means as float16 (see the module docstring for the
+    error bounds). An existing scene at ``folder`` is replaced; a crash leaves either the old
+    scene or nothing, never a mix. Raises ``ValueError`` for non-finite values and
+    ``InputError`` when ``folder`` is a file or a non-empty folder that is not a scene.
+    """
+    folder = Path(folder)
+    _check_replaceable(folder)
+    sets = _sets(scene)
+    dtypes = _choose_dtypes(sets, half)
+    manifest = _manifest(scene, dtypes, [rel for rel, _ in sets])
+    text = to_json(manifest) + "\n"  # before touching the disk: fails on unserialisable meta
+    with atomic_dir(folder) as tmp:
+        (tmp / "dynamic").mkdir()
+        for rel, g in sets:
+            _write_tensors(tmp / rel, g, dtypes)
+        (tmp / MANIFEST).write_text(text, encoding="utf-8")
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                fsync_file(f)
+        size = tree_size(tmp)
+    return size
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _fail(path: Path, problem: str) -> FormatError:
+    return FormatError(f"{path}: {' '.join(str(problem).split())}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _read_manifest_json(folder: Path) -> tuple[Path, dict[str, Any]]:
+    if not folder.exists():
+        raise _fail(folder, "no such scene folder")
+    if not folder.is_dir():
+        raise _fail(folder, "not a folder (a Pano4D scene is a folder with manifest.json)")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise _fail(path, "missing (not a Pano4D scene folder)")
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise _fail(path, "not valid JSON (not UTF-8 text)") from None
+    except json.JSONDecodeError as e:
+        raise _fail(path, f"not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(m, dict):
+        raise _fail(path, "not a JSON object")
+    if m.get("format") != FORMAT_NAME:
+        raise _fail(path, f"not a Pano4D scene (format {m.get('format')!r}, not {FORMAT_NAME!r})")
+    v = m.get("version")
+    if not _is_int(v) or v < 1:
+        raise _fail(path, f"invalid format version {v!r}")
+    if v > FORMAT_VERSION:
+        raise _fail(
+            path,
+            f"written by a newer Pano4D (scene format version {v}; this Pano4D reads up to "
+            f"version {FORMAT_VERSION}) - please upgrade Pano4D",
+        )
+    return path, m
+
+
+def _check_manifest(path: Path, m: dict[str, Any]) -> None:
+    """Structural checks of a version-1 manifest (types and mutual consistency)."""
+
+    def need(ok: bool, problem: str) -> None:
+        if not ok:
+            raise _fail(path, problem)
+
+    t = m.get("frame_count")
+    need(_is_int(t) and t >= 1, f"'frame_count' must be an integer >= 1, got {t!r}")
+    need(_is_number(m.get("fps")) and m["fps"] > 0, f"'fps' must be > 0, got {m.get('fps')!r}")
+    d = m.get("sh_degree")
+    need(_is_int(d) and 0 <= d <= 3, f"'sh_degree' must be 0..3, got {d!r}")
+    counts, files, dtypes = m.get("counts"), m.get("files"), m.get("dtypes")
+    need(isinstance(counts, dict), "'counts' must be an object")
+    need(_is_int(counts.get("static")) and counts["static"] >= 0, "bad 'counts.static'")
+    dyn = counts.get("dynamic")
+    need(isinstance(dyn, list) and len(dyn) == t, f"'counts.dynamic' must list {t} counts")
+    need(all(_is_int(n) and n >= 0 for n in dyn), "'counts.dynamic' must hold integers >= 0")
+    need(isinstance(files, dict), "'files' must be an object")
+    need(isinstance(files.get("static"), str), "'files.static' must be a path")
+    fd = files.get("dynamic")
+    need(isinstance(fd, list) and len(fd) == t, f"'files.dynamic' must list {t} paths")
+    for rel in [files["static"], *fd]:
+        p = PurePosixPath(rel) if isinstance(rel, str) else None
+        ok = p is not None and rel != "" and not p.is_absolute() and ".." not in p.parts
+        need(ok, f"file entry {rel!r} is not a relative path inside the scene folder")
+    need(isinstance(dtypes, dict) and set(dtypes) == set(FIELDS), f"'dtypes' must name {FIELDS}")
+    bad = {k: v for k, v in dtypes.items() if v not in _DTYPES}
+    need(not bad, f"unsupported dtypes {bad} (float16 or float32)")
+    need(dtypes["means"] == "float32", "'means' must be stored as float32")
+    need(isinstance(m.get("provenance", {}), dict), "'provenance' must be an object")
+
+
+def _read_tensors(path: Path, mmap: bool) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise _fail(path, "missing (listed in manifest.json)")
+    try:
+        if not mmap:
+            return safetensors.torch.load(path.read_bytes())
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise _fail(path, f"not a valid safetensors file ({e})") from None
+
+
+def _load_set(path: Path, n: int, k: int, dtypes: dict[str, str], mmap: bool) -> Gaussians:
+    """Read and validate one Gaussian set; returns float32 tensors."""
+    tensors = _read_tensors(path, mmap)
+    if set(tensors) != set(FIELDS):
+        missing, extra = set(FIELDS) - set(tensors), set(tensors) - set(FIELDS)
+        raise _fail(path, f"wrong tensors (missing {sorted(missing)}, unexpected {sorted(extra)})")
+    shapes = {"means": (n, 3), "quats": (n, 4), "log_scales": (n, 3), "opacities": (n,)}
+    shapes["sh"] = (n, k, 3)
+    out = {}
+    for name in FIELDS:
+        t, want = tensors[name], _DTYPES[dtypes[name]]
+        if t.dtype != want:
+            got = str(t.dtype).removeprefix("torch.")
+            raise _fail(path, f"tensor '{name}' is {got}, manifest.json says {dtypes[name]}")
+        if tuple(t.shape) != shapes[name]:
+            raise _fail(
+                path,
+                f"tensor '{name}' has shape {list(t.shape)}, expected {list(shapes[name])} "
+                f"(manifest.json: {n} Gaussians, {k} SH coefficients)",
+            )
+        if not math.isfinite(_abs_max(t)):
+            raise _fail(path, f"tensor '{name}' contains non-finite values (NaN or inf)")
+        out[name] = t.float()
+    return Gaussians(**out)
+
+
+def load_scene(folder: PathLike, *, mmap: bool = True) -> Scene4D:
+    """Load and validate a native scene folder; all tensors come back as float32 on the CPU.
+
+    ``mmap=True`` memory-maps each file while reading it; ``mmap=False`` reads whole files.
+    Raises :class:`FormatError` (one line naming the file and the problem) on any defect.
+    """
+    folder = Path(folder)
+    path, m = _read_manifest_json(folder)
+    _check_manifest(path, m)
+    k = (m["sh_degree"] + 1) ** 2
+    counts, files, dtypes = m["counts"], m["files"], m["dtypes"]
+    static = _load_set(folder / files["static"], counts["static"], k, dtypes, mmap)
+    dynamic = [
+        _load_set(folder / rel, n, k, dtypes, mmap)
+        for rel, n in zip(files["dynamic"], counts["dynamic"])
+    ]
+    return Scene4D(static, dynamic, float(m["fps"]), dict(m.get("provenance", {})))
+
+
+def scene_info(folder: PathLike) -> dict[str, Any]:
+    """The manifest plus a summary, without reading any tensor (for ``main.py info``).
+
+    Adds ``path``, ``bytes_on_disk`` (manifest and listed files that exist),
+    ``missing_files``, ``duration_s`` and ``gaussians`` (static, dynamic min/max/total and
+    the largest per-frame total). Raises :class:`FormatError` for a bad manifest.
+    """
+    folder = Path(folder)
+    path, m = _read_manifest_json(folder)
+    _check_manifest(path, m)
+    rels = [m["files"]["static"], *m["files"]["dynamic"]]
+    present = [folder / r for r in rels if (folder / r).is_file()]
+    dyn, n_static = m["counts"]["dynamic"], m["counts"]["static"]
+    return {
+        **m,
+        "path": str(folder),
+        "bytes_on_disk": path.stat().st_size + sum(p.stat().st_size for p in present),
+        "missing_files": [r for r in rels if not (folder / r).is_file()],
+        "duration_s": m["frame_count"] / m["fps"],
+        "gaussians": {
+            "static": n_static,
+            "dynamic_min": min(dyn),
+            "dynamic_max": max(dyn),
+            "dynamic_total": sum(dyn),
+            "max_per_frame": n_static + max(dyn),
+        },
+    }
+
+
+# --------------------------------------------------------------------------- PLY
+
+
+def ply_property_names(sh_degree: int) -> list[str]:
+    """The standard 3DGS vertex property names, in file order, for an SH degree."""
+    n_rest = 3 * ((sh_degree + 1) ** 2 - 1)
+    return [
+        *("x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"),
+        *(f"f_rest_{i}" for i in range(n_rest)),
+        *("opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"),
+    ]
+
+
+def _ply_header(n: int, sh_degree: int) -> bytes:
+    lines = ["ply", "format binary_little_endian 1.0", f"comment Pano4D {__version__}"]
+    lines.append(f"element vertex {n}")
+    lines += [f"property float {name}" for name in ply_property_names(sh_degree)]
+    lines.append("end_header")
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def _ply_rows(g: Gaussians, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of ``g`` as a C-contiguous little-endian float32 [n, P] array."""
+    sh = g.sh[start:stop].detach().cpu().float()
+    n = sh.shape[0]
+    cols = [
+        g.means[start:stop].detach().cpu().float(),
+        torch.zeros(n, 3),
+        sh[:, 0, :],
+        sh[:, 1:, :].transpose(1, 2).reshape(n, -1),  # channel-major f_rest
+        g.opacities[start:stop].detach().cpu().float()[:, None],
+        g.log_scales[start:stop].detach().cpu().float(),
+        g.quats[start:stop].detach().cpu().float(),
+    ]
+    return np.ascontiguousarray(torch.cat(cols, 1).numpy(), dtype="<f4")
+
+
+def _write_ply_rows(f: BinaryIO, sets: Iterable[Gaussians]) -> None:
+    for g in sets:
+        for start in range(0, len(g), _PLY_CHUNK):
+            f.write(_ply_rows(g, start, min(start + _PLY_CHUNK, len(g))).data)
+
+
+def _write_ply_sets(path: PathLike, sets: list[Gaussians]) -> None:
+    """Write the concatenation of ``sets`` (same SH degree) as one PLY, atomically."""
+    degree = sets[0].sh_degree
+    if any(g.sh_degree != degree for g in sets):
+        raise ValueError("all sets written to one PLY must share one SH degree")
+    with atomic_file(path, suffix=".ply") as tmp, open(tmp, "wb") as f:
+        f.write(_ply_header(sum(len(g) for g in sets), degree))
+        _write_ply_rows(f, sets)
+
+
+def write_ply(path: PathLike, g: Gaussians) -> None:
+    """Write ``g`` as a standard binary 3DGS PLY (atomically; see the module docstring)."""
+    _write_ply_sets(path, [g])
+
+
+def export_ply_sequence(
+    scene: Scene4D,
+    out_dir: PathLike,
+    *,
+    progress: Progress | ProgressCallback | None = None,
+) -> list[Path]:
+    """Write ``frame_0000.ply``, ``frame_0001.ply``, ... (static + that frame's dynamic set).
+
+    ``out_dir`` is created if needed; each file is written atomically. ``progress`` is a
+    :class:`Progress` or a ``(stage, fraction, message)`` callback (stage ``"export"``);
+    a cancelled token stops between frames with :class:`~engine.errors.Cancelled`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = _reporter(progress, "export")
+    paths = []
+    for t, dyn in enumerate(scene.dynamic):
+        if rep:
+            rep.update(t / scene.n_frames, f"PLY frame {t + 1}/{scene.n_frames}")
+        path = out / f"frame_{t:04d}.ply"
+        _write_ply_sets(path, [scene.static, dyn])
+        paths.append(path)
+    if rep:
+        rep.update(1.0, f"wrote {len(paths)} PLY files")
+    return paths
+
+
+_PLY_REQUIRED = [
+    *("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"),
+    *("scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"),
+]
+
+
+def _ply_vertices(path: Path) -> np.ndarray:
+    from plyfile import PlyData
+
+    if not path.is_file():
+        raise _fail(path, "no such file")
+    try:
+        ply = PlyData.read(str(path))
+    except Exception as e:  # plyfile raises many types for malformed input
+        raise _fail(path, f"not a readable PLY file ({type(e).__name__}: {e})") from None
+    if "vertex" not in ply:
+        raise _fail(path, "no 'vertex' element (not a Gaussian splat PLY)")
+    return ply["vertex"].data
+
+
+def _rest_count(path: Path, names: tuple[str, ...]) -> int:
+    rest = sorted(int(n[7:]) for n in names if n.startswith("f_rest_") and n[7:].isdigit())
+    if rest != list(range(len(rest))):
+        raise _fail(path, "f_rest_* properties are not numbered 0..M-1")
+    if len(rest) not in (0, 9, 24, 45):
+        raise _fail(path, f"{len(rest)} f_rest properties (expected 0, 9, 24 or 45: SH 0..3)")
+    return len(rest)
+
+
+def read_ply(path: PathLike) -> Gaussians:
+    """Read a standard 3DGS PLY into float32 :class:`Gaussians` (SH degree from f_rest count)."""
+    path = Path(path)
+    v = _ply_vertices(path)
+    names = v.dtype.names or ()
+    missing = [n for n in _PLY_REQUIRED if n not in names]
+    if missing:
+        raise _fail(path, f"missing 3DGS properties: {', '.join(missing)}")
+    n_rest = _rest_count(path, names)
+    wanted = [n for n in ply_property_names(0) if n not in ("nx", "ny", "nz")]
+    wanted[6:6] = [f"f_rest_{i}" for i in range(n_rest)]
+    try:
+        cols = np.stack([np.asarray(v[n], dtype=np.float32) for n in wanted], 1)
+    except (ValueError, TypeError) as e:
+        raise _fail(path, f"non-numeric 3DGS property ({e})") from None
+    bad = ~np.isfinite(cols).all(0)
+    if bad.any():
+        raise _fail(path, f"non-finite values in property '{wanted[int(np.argmax(bad))]}'")
+    a = torch.from_numpy(cols)
+    n, k = a.shape[0], n_rest // 3 + 1
+    rest = a[:, 6 : 6 + n_rest].reshape(n, 3, k - 1).transpose(1, 2)
+    sh = torch.cat([a[:, 3:6][:, None, :], rest], 1).contiguous()
+    tail = a[:, 6 + n_rest :]
+    return Gaussians(
+        means=a[:, 0:3].contiguous(),
+        quats=tail[:, 4:8].contiguous(),
+        log_scales=tail[:, 1:4].contiguous(),
+        opacities=tail[:, 0].contiguous(),
+        sh=sh,
+    )
