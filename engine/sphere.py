@@ -133,9 +133,28 @@ class EquirectSampler:
         return out[:, :, 0].reshape(b, self.padded.shape[1], *shape)
 
     def at_dirs(self, dirs: Tensor) -> Tensor:
-        """dirs: Tensor  # [..., 3] -> [B, C, ...]"""
-        row, col = dir_to_pixel(dirs, self.height, self.width)
-        return self(row, col)
+        """dirs: Tensor  # [..., 3] **unit** directions -> [B, C, ...].
+
+        The fast path of the flow animator: longitude and latitude map affinely to
+        grid_sample's coordinates, and atan2 / asin already land inside the image, so no
+        wrapping arithmetic is needed (computed in the image's dtype).
+        """
+        h, w, k = self.height, self.width, self.pad
+        shape = dirs.shape[:-1]
+        x, y, z = dirs.reshape(-1, 3).to(self.padded.dtype).T.contiguous()  # fast rows
+        lon = torch.atan2(x, -z)
+        lat = torch.asin(y.clamp_(-1.0, 1.0))
+        # col = (lon / 2pi + 0.5) W - 0.5 ; gx = (col + k) * 2 / (W + 2k - 1) - 1
+        sx = 2.0 / (w + 2 * k - 1)
+        sy = 2.0 / (h + 2 * k - 1)
+        gx = lon * (w / (2 * math.pi) * sx) + ((0.5 * w - 0.5 + k) * sx - 1)
+        gy = lat * (-h / math.pi * sy) + ((0.5 * h - 0.5 + k) * sy - 1)
+        grid = torch.stack([gx, gy], dim=-1)[None, None]
+        b = self.padded.shape[0]
+        out = torch.nn.functional.grid_sample(
+            self.padded, grid.expand(b, -1, -1, -1), mode=self.mode, align_corners=True
+        )
+        return out[:, :, 0].reshape(b, self.padded.shape[1], *shape)
 
 
 def sample_equirect(image: Tensor, row: Tensor, col: Tensor) -> Tensor:
