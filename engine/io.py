@@ -68,11 +68,14 @@ region:
     0..65535: the mask is a label map shared by several regions and the region is the pixels
     equal to this value (single-channel image or ``.npy``; the value must occur).
 ``direction_deg`` (optional, default 0)
-    motion direction on the sphere's tangent plane at the region's centroid, degrees:
-    0 = east (to the right in the image, +longitude), 90 = north (up), 180 = west,
-    270 = south. Any finite number; stored modulo 360.
+    motion direction on the sphere's local tangent plane, degrees, in the east/north frame
+    of every point of the region: 0 = east (to the right in the image, +longitude),
+    90 = north (up), 180 = west, 270 = south. Any finite number; stored modulo 360. (The
+    flow animator makes this a field that is smooth through the poles: see
+    :mod:`engine.animate.flow`.)
 ``speed_deg_s`` (optional, default 2.0)
-    angular speed, degrees of arc per second at the centroid, 0..90.
+    angular speed in degrees per second: on the horizon this is degrees of arc per second;
+    the motion slows as cos(latitude) towards the poles, 0..90.
 ``feather_px`` (optional, default 8)
     edge feather width in panorama pixels at full resolution, 0..1024.
 ``color`` (optional, default [255, 80, 80])
@@ -215,7 +218,7 @@ class Region:
     name: str
     mask: np.ndarray  # bool [H, W]
     direction_deg: float  # 0 = east (+longitude, right), 90 = north (up), 180 west, 270 south
-    speed_deg_s: float  # degrees of arc per second at the centroid, 0..90
+    speed_deg_s: float  # degrees per second (arc speed on the horizon), 0..90
     feather_px: float = 8.0  # edge feather width in full-resolution panorama pixels, >= 0
     color: tuple[int, int, int] = (255, 80, 80)  # UI colour
 

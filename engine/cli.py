@@ -1,0 +1,347 @@
+"""Command line (DESIGN.md section 7): demo, generate, render, export, info.
+
+Exit codes: 0 success; 2 bad input or missing resource (one line on stderr, no traceback,
+nothing half-written); 130 cancelled (Ctrl-C; ``generate --resume`` continues). An
+unexpected internal error prints one line and the path of a log with the traceback (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import Cancelled, InputError, Pano4DError
+from .progress import CancelToken
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "resources" / "samples"
+
+
+class TerminalProgress:
+    """A progress bar on stderr: redrawn in place on a terminal, one line per 10% otherwise."""
+
+    def __init__(self, stream=None, width: int = 28, note: str | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.note = note  # printed once the inputs are loaded (bad input stays one line)
+        self.tty = self.stream.isatty()
+        self.width = width
+        self.t0 = time.monotonic()
+        self.last_draw = 0.0
+        self.last_decile = -1
+        self.last_stage = ""
+
+    def __call__(self, stage: str, fraction: float, message: str) -> None:
+        if stage == "load":  # quick; and a bad input must stay a single line on stderr
+            return
+        if self.note:
+            self.stream.write(self.note + "\n")
+            self.note = None
+        now = time.monotonic()
+        elapsed = now - self.t0
+        decile = int(fraction * 10)
+        if self.tty:
+            if now - self.last_draw < 0.1 and fraction < 1.0 and stage == self.last_stage:
+                return
+            filled = int(self.width * fraction)
+            bar = "#" * filled + "-" * (self.width - filled)
+            eta = elapsed / fraction - elapsed if fraction > 0.02 else float("nan")
+            eta_s = f" eta {_clock(eta)}" if eta == eta else ""
+            head = f"\r[{bar}] {100 * fraction:5.1f}% {stage:<8} {_clock(elapsed)}{eta_s}"
+            line = f"{head}  {message[:40]}"
+            self.stream.write(line.ljust(110)[:110])
+            self.stream.flush()
+        elif decile != self.last_decile or stage != self.last_stage:
+            self.stream.write(f"{100 * fraction:5.1f}% {stage:<8} {_clock(elapsed)}  {message}\n")
+            self.stream.flush()
+        self.last_draw, self.last_decile, self.last_stage = now, decile, stage
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m:02d}:{s:02d}"
+
+
+# ----------------------------------------------------------------------------------------
+# commands
+
+
+def _generate(args: argparse.Namespace, inputs) -> int:
+    from . import pipeline
+    from .lift.raster import has_gsplat
+
+    cfg = pipeline.build_config(args.preset, frames=args.frames, animator=args.animator)
+    if args.device == "cuda" and not has_gsplat():
+        raise InputError("--device cuda: CUDA or gsplat is not available here; use --device cpu")
+    note = None
+    if not has_gsplat():
+        note = "note: no CUDA/gsplat here: lifting runs on the CPU with the pure-torch rasteriser"
+    cancel = CancelToken()
+    bar = TerminalProgress(note=note)
+    with _cancel_on_sigint(cancel):
+        try:
+            report = pipeline.run(
+                inputs, cfg, Path(args.out), callback=bar, cancel=cancel, resume=args.resume
+            )
+        finally:
+            bar.close()
+    _print_summary(Path(args.out), report)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .pipeline import Inputs
+
+    inputs = Inputs(
+        panorama=Path(args.panorama),
+        mask=Path(args.mask) if args.mask else None,
+        regions=Path(args.regions) if args.regions else None,
+        depth=Path(args.depth) if args.depth else None,
+        direction_deg=args.direction,
+        speed_deg_s=args.speed,
+    )
+    return _generate(args, inputs)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .pipeline import Inputs
+
+    pano = SAMPLE / "park_2048x1024.png"
+    regions = SAMPLE / "park_regions.json"
+    if not pano.is_file() or not regions.is_file():
+        raise InputError(f"the bundled sample is missing from {SAMPLE}; reinstall Pano4D")
+    print(
+        f"demo: animating the sky and trees of {pano.name} (CC0, Poly Haven) -> {args.out}/",
+        file=sys.stderr,
+    )
+    args.resume = getattr(args, "resume", False)
+    args.frames, args.animator, args.device = None, "flow", "auto"
+    return _generate(args, Inputs(panorama=pano, regions=regions))
+
+
+def _print_summary(out: Path, r: dict) -> None:
+    print(
+        f"scene:    {out / 'scene'}  ({r['bytes_on_disk'] / 1e6:.1f} MB, "
+        f"{r['gaussians_static']} static + {r['gaussians_dynamic_per_frame']} x {r['frames']} "
+        "dynamic Gaussians)"
+    )
+    print(f"videos:   {out / 'panorama.mp4'} (360), {out / 'preview.mp4'}")
+    print(
+        f"report:   {out / 'report.json'}  PSNR train {r['psnr_train']:.2f} dB, "
+        f"held-out {r['psnr_heldout']:.2f} dB, static max error {r['static_max_error']}, "
+        f"total {sum(r['timings_s'].values()):.0f} s"
+    )
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .scene import scene_info
+
+    info = scene_info(Path(args.scene))
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .scene import export_ply_sequence, load_scene
+
+    scene = load_scene(Path(args.scene))
+    out = Path(args.out)
+    if args.format == "ply":
+        bar = TerminalProgress()
+        try:
+            paths = export_ply_sequence(scene, out, progress=bar)
+        finally:
+            bar.close()
+        print(f"wrote {len(paths)} PLY files to {out}")
+    return 0
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 1280x720, got '{text}'") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"size {text} is outside 16..8192 per side")
+    return h, w
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .pipeline import OutputConfig, preview_frames
+    from .progress import Progress
+    from .scene import load_scene
+    from .video import write_mp4
+
+    scene = load_scene(Path(args.scene))
+    cfg = OutputConfig(preview_size=args.size, preview_frames=args.frames, preview_fov_deg=args.fov)
+    fps = args.fps or scene.fps
+    bar = TerminalProgress()
+    cancel = CancelToken()
+    with _cancel_on_sigint(cancel):
+        try:
+            frames = preview_frames(scene, cfg, Progress("render", bar, cancel))
+            write_mp4(Path(args.out), frames, fps)
+        finally:
+            bar.close()
+    print(f"wrote {args.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# parser and entry point
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
+    if not v > 0 or v != v:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) instead of usage + error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .presets import DEFAULT_PRESET, PRESETS
+
+    p = _Parser(
+        prog="main.py", description="Pano4D: a static 360° panorama -> an explorable 4D scene."
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add_run_options(sp: argparse.ArgumentParser, out_default: str | None) -> None:
+        sp.add_argument(
+            "--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="quality/speed preset"
+        )
+        sp.add_argument(
+            "--out", default=out_default, required=out_default is None, help="output folder"
+        )
+        sp.add_argument(
+            "--resume", action="store_true", help="continue an interrupted run in --out"
+        )
+
+    d = sub.add_parser("demo", help="bundled sample -> generate -> videos (no weights, CPU)")
+    add_run_options(d, "demo_out")
+    d.set_defaults(func=cmd_demo)
+
+    g = sub.add_parser("generate", help="animate a panorama and lift it into a 4D scene")
+    g.add_argument("panorama", help="equirectangular image (2:1): JPEG, PNG, WebP, TIFF, EXR, HDR")
+    g.add_argument("--mask", help="image of one region to animate (nonzero = animate)")
+    g.add_argument("--regions", help="region file (JSON) with several regions and their motion")
+    g.add_argument(
+        "--direction",
+        type=float,
+        default=0.0,
+        help="--mask motion direction in degrees (0 = right, 90 = up)",
+    )
+    g.add_argument(
+        "--speed", type=float, default=2.0, help="--mask motion speed in degrees per second"
+    )
+    g.add_argument(
+        "--depth", help="depth panorama (distance along the ray): PNG16 (mm), EXR, TIFF, NPY"
+    )
+    g.add_argument("--frames", type=int, help="number of frames of the loop (default: preset)")
+    g.add_argument(
+        "--animator", default="flow", choices=["flow"], help="how the panorama is animated"
+    )
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_run_options(g, None)
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser(
+        "render", help="render a look-around video of a scene (pure-torch rasteriser)"
+    )
+    r.add_argument("scene")
+    r.add_argument("--out", required=True)
+    r.add_argument("--size", type=_parse_size, default=(288, 512), help="WxH, default 512x288")
+    r.add_argument("--frames", type=int, default=48)
+    r.add_argument("--fps", type=_positive_float)
+    r.add_argument("--fov", type=_positive_float, default=90.0)
+    r.set_defaults(func=cmd_render)
+
+    e = sub.add_parser("export", help="export a scene to other formats")
+    e.add_argument("scene")
+    e.add_argument("--format", default="ply", choices=["ply"])
+    e.add_argument("--out", required=True)
+    e.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("info", help="print a scene's manifest summary")
+    i.add_argument("scene")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+class _cancel_on_sigint:
+    """First Ctrl-C sets the cancel token (clean stop, checkpoints kept); a second one kills."""
+
+    def __init__(self, token: CancelToken) -> None:
+        self.token = token
+
+    def __enter__(self) -> None:
+        def handler(signum, frame):
+            if self.token.cancelled:
+                raise KeyboardInterrupt
+            self.token.cancel()
+            print("\ncancelling... (Ctrl-C again to abort at once)", file=sys.stderr)
+
+        try:
+            self.previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread
+            self.previous = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed as one line
+        return int(e.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except Cancelled:
+        print("cancelled; run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 130
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Pano4DError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except MemoryError:
+        print("error: out of memory; try --preset preview or a smaller panorama", file=sys.stderr)
+        return 1
+    except Exception as e:  # an internal bug: keep the traceback out of the user's way
+        fd, log = tempfile.mkstemp(prefix="pano4d-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            traceback.print_exc(file=f)
+        print(f"internal error: {type(e).__name__}: {e} (details in {log})", file=sys.stderr)
+        return 1

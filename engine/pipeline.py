@@ -1,0 +1,424 @@
+"""The generate pipeline: load -> animate -> depth -> lift -> save (DESIGN.md section 3).
+
+:func:`run` is the one readable sequence of stages. Each stage reports progress through a
+callback ``(stage, fraction, message)`` and stops with :class:`engine.errors.Cancelled` when
+the cancel token is set. Checkpoints live in ``OUT/.pano4d/`` (animated frames, depth,
+the lifted static set, one dynamic set per frame), so ``run(..., resume=True)`` continues a
+killed run where it stopped, provided the inputs and settings are the same. Every final
+output is written atomically; the checkpoints are removed after success.
+
+Outputs in ``OUT``: ``scene/`` (native 4D scene), ``panorama.mp4`` (animated equirect with
+360 metadata), ``preview.mp4`` (look-around tour rendered from the scene), ``report.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .animate import FlowConfig, PanoVideo, get_animator
+from .camera import View
+from .depth import DepthConfig, DepthStage
+from .errors import InputError
+from .fsutil import atomic_file, atomic_write_json
+from .gaussians import Gaussians
+from .io import (
+    Panorama,
+    Region,
+    load_depth,
+    load_mask,
+    load_panorama,
+    load_regions,
+    regions_from_mask,
+    validate_regions,
+)
+from .lift.optimize import LiftConfig, Lifter
+from .lift.raster import has_gsplat, render_view
+from .metrics import (
+    folder_bytes,
+    loop_discontinuity,
+    peak_rss_mb,
+    seam_discontinuity,
+    static_max_error,
+)
+from .presets import DEFAULT_PRESET, PRESETS
+from .progress import CancelToken, Progress, ProgressCallback
+from .scene import Scene4D, save_scene
+from .video import write_mp4
+
+STAGES = ("load", "animate", "depth", "lift", "save")
+# share of the overall progress bar per stage (roughly their CPU time)
+_WEIGHTS = {"load": 0.02, "animate": 0.15, "depth": 0.02, "lift": 0.66, "save": 0.15}
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    preview_size: tuple[int, int] = (288, 512)  # (height, width) of the look-around video
+    preview_frames: int = 32
+    preview_fov_deg: float = 90.0
+    equirect_loops: int = 2  # the animated panorama MP4 repeats the loop this many times
+    half: bool = True  # fp16 attributes in the native scene
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    preset: str = DEFAULT_PRESET
+    animator: str = "flow"
+    animate: FlowConfig = FlowConfig()
+    depth: DepthConfig = DepthConfig()
+    lift: LiftConfig = LiftConfig()
+    output: OutputConfig = OutputConfig()
+
+
+@dataclass(frozen=True)
+class Inputs:
+    panorama: Path
+    mask: Path | None = None  # one region from a mask ...
+    regions: Path | None = None  # ... or a region file with several
+    depth: Path | None = None
+    direction_deg: float = 0.0  # motion of the --mask region
+    speed_deg_s: float = 2.0
+
+
+def build_config(
+    preset: str = DEFAULT_PRESET, *, frames: int | None = None, animator: str = "flow"
+) -> GenerateConfig:
+    """The GenerateConfig of a named preset, with optional overrides."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
+    over = PRESETS[preset]
+    cfg = GenerateConfig(preset=preset, animator=animator)
+    parts = {}
+    for name in ("animate", "depth", "lift", "output"):
+        parts[name] = dataclasses.replace(getattr(cfg, name), **over.get(name, {}))
+    if frames is not None:
+        if not 2 <= frames <= 240:
+            raise InputError(f"--frames must be between 2 and 240, got {frames}")
+        parts["animate"] = dataclasses.replace(parts["animate"], frames=frames)
+    return dataclasses.replace(cfg, **parts)
+
+
+# ----------------------------------------------------------------------------------------
+# loading
+
+
+@dataclass
+class Loaded:
+    pano: Panorama
+    regions: list[Region]
+    user_depth: np.ndarray | None
+    fingerprint: str = ""
+
+
+def load_inputs(inputs: Inputs) -> Loaded:
+    """Load and validate everything before any output is written."""
+    pano = load_panorama(inputs.panorama)
+    size = (pano.height, pano.width)
+    if inputs.mask is not None and inputs.regions is not None:
+        raise InputError("give either --mask or --regions, not both")
+    if inputs.regions is not None:
+        regions = load_regions(inputs.regions, size)
+    elif inputs.mask is not None:
+        mask = load_mask(inputs.mask, size)
+        regions = regions_from_mask(
+            mask, inputs.direction_deg, inputs.speed_deg_s, name=Path(inputs.mask).stem
+        )
+    else:
+        raise InputError(
+            "nothing to animate: give a mask (--mask M) or a region file (--regions R.json)"
+        )
+    validate_regions(regions, size)
+    depth = load_depth(inputs.depth, size) if inputs.depth is not None else None
+    return Loaded(pano, regions, depth)
+
+
+def _fingerprint(inputs: Inputs, cfg: GenerateConfig) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode())
+    h.update(json.dumps([inputs.direction_deg, inputs.speed_deg_s]).encode())
+    for p in (inputs.panorama, inputs.mask, inputs.regions, inputs.depth):
+        h.update(b"|")
+        if p is not None:
+            h.update(Path(p).read_bytes())
+    if inputs.regions is not None:  # the region file names mask images: hash them too
+        folder = Path(inputs.regions).parent
+        for entry in json.loads(Path(inputs.regions).read_text()).get("regions", []):
+            mask = folder / str(entry.get("mask", ""))
+            if mask.is_file():
+                h.update(mask.read_bytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------
+# checkpoints
+
+
+class Checkpoints:
+    """``OUT/.pano4d/``: per-stage results of a run, tied to its fingerprint."""
+
+    def __init__(self, out: Path, fingerprint: str, resume: bool) -> None:
+        self.dir = out / ".pano4d"
+        self.fingerprint = fingerprint
+        state = self._read_state()
+        if resume and state is not None and state.get("fingerprint") != fingerprint:
+            raise InputError(
+                f"the unfinished run in {out} used other inputs or settings; "
+                "run without --resume to start over"
+            )
+        if not resume or state is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir.mkdir(parents=True)
+            self.state = {"fingerprint": fingerprint, "done": []}
+            self._write_state()
+        else:
+            self.state = state
+
+    def _read_state(self) -> dict | None:
+        try:
+            return json.loads((self.dir / "state.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write_state(self) -> None:
+        atomic_write_json(self.dir / "state.json", self.state)
+
+    def done(self, stage: str) -> bool:
+        return stage in self.state["done"]
+
+    def mark(self, stage: str) -> None:
+        if stage not in self.state["done"]:
+            self.state["done"].append(stage)
+            self._write_state()
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def save_array(self, name: str, arr: np.ndarray) -> None:
+        with atomic_file(self.path(name), suffix=".npy") as tmp:
+            np.save(tmp, arr)
+
+    def save_set(self, name: str, g: Gaussians) -> None:
+        with atomic_file(self.path(name), suffix=".safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in g.tensors().items()}, str(tmp))
+
+    def load_set(self, name: str) -> Gaussians | None:
+        p = self.path(name)
+        return Gaussians(**load_file(str(p))) if p.is_file() else None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------
+# the pipeline
+
+
+@dataclass
+class Report:
+    values: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self, report: Report, stage: str) -> None:
+        self.report, self.stage = report, stage
+
+    def __enter__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        self.report.timings[self.stage] = round(time.monotonic() - self.t0, 3)
+
+
+def _stage_progress(callback: ProgressCallback | None, cancel: CancelToken) -> dict[str, Progress]:
+    out, start = {}, 0.0
+    for s in STAGES:
+        out[s] = Progress(s, callback, cancel, start, start + _WEIGHTS[s])
+        start += _WEIGHTS[s]
+    return out
+
+
+def run(
+    inputs: Inputs,
+    cfg: GenerateConfig,
+    out: Path,
+    *,
+    callback: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    resume: bool = False,
+) -> dict:
+    """Generate a 4D scene from ``inputs`` into folder ``out``; returns the report dict."""
+    cancel = cancel or CancelToken()
+    prog = _stage_progress(callback, cancel)
+    report = Report()
+    out = Path(out)
+    with _Timer(report, "load"):
+        prog["load"].update(0.0, f"reading {Path(inputs.panorama).name}")
+        loaded = load_inputs(inputs)
+        if out.exists() and not out.is_dir():
+            raise InputError(f"--out {out} exists and is not a folder")
+        ckpt = Checkpoints(out, _fingerprint(inputs, cfg), resume)
+        prog["load"].update(
+            1.0, f"{loaded.pano.width}x{loaded.pano.height}, {len(loaded.regions)} region(s)"
+        )
+    with _Timer(report, "animate"):
+        video = animate_stage(loaded, cfg, ckpt, prog["animate"])
+    with _Timer(report, "depth"):
+        depth = depth_stage(loaded, cfg, video, ckpt, prog["depth"])
+    with _Timer(report, "lift"):
+        scene, lift_metrics = lift_stage(loaded, cfg, video, depth, ckpt, prog["lift"])
+    with _Timer(report, "save"):
+        values = save_stage(loaded, cfg, video, scene, out, prog["save"])
+    values.update(lift_metrics)
+    values.update(_video_metrics(loaded.pano, video))
+    values["source_size"] = f"{loaded.pano.width}x{loaded.pano.height}"
+    values["timings_s"] = report.timings
+    values["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    values["device"] = "cuda (gsplat)" if has_gsplat() else "cpu (pure-torch rasteriser)"
+    atomic_write_json(out / "report.json", values)
+    ckpt.remove()
+    return values
+
+
+def animate_stage(
+    loaded: Loaded, cfg: GenerateConfig, ckpt: Checkpoints, progress: Progress
+) -> PanoVideo:
+    frames_path, weight_path = ckpt.path("frames.npy"), ckpt.path("weight.npy")
+    if ckpt.done("animate"):
+        frames = np.load(frames_path, mmap_mode="r")
+        progress.update(1.0, "resumed from checkpoint")
+        return PanoVideo(frames, cfg.animate.fps, np.load(weight_path))
+    animator = get_animator(cfg.animator)(cfg.animate)
+    t, (h, w) = cfg.animate.frames, loaded.pano.rgb.shape[:2]
+    frames = np.lib.format.open_memmap(frames_path, mode="w+", dtype=np.uint8, shape=(t, h, w, 3))
+    video = animator.run(loaded.pano, loaded.regions, progress, out=frames)
+    frames.flush()
+    ckpt.save_array("weight.npy", video.weight)
+    ckpt.mark("animate")
+    return PanoVideo(np.load(frames_path, mmap_mode="r"), video.fps, video.weight)
+
+
+def depth_stage(
+    loaded: Loaded, cfg: GenerateConfig, video: PanoVideo, ckpt: Checkpoints, progress: Progress
+):
+    from .depth import PanoDepth
+
+    size = (cfg.lift.work_height * 2, cfg.lift.work_height * 4)  # 2x the Gaussian grid
+    if ckpt.done("depth"):
+        d = np.load(ckpt.path("depth.npy"))
+        progress.update(1.0, "resumed from checkpoint")
+        return PanoDepth(np.broadcast_to(d, (video.n_frames, *d.shape)), "checkpoint")
+    depth = DepthStage(cfg.depth).run(video.n_frames, size, loaded.user_depth, progress)
+    ckpt.save_array("depth.npy", np.ascontiguousarray(depth.depth[0]))
+    ckpt.mark("depth")
+    return depth
+
+
+def lift_stage(loaded, cfg, video: PanoVideo, depth, ckpt: Checkpoints, progress: Progress):
+    lifter = Lifter(cfg.lift)
+    static = ckpt.load_set("static.safetensors")
+    dynamic: list[Gaussians] = []
+    if static is not None:
+        for t in range(video.n_frames):
+            g = ckpt.load_set(f"dynamic_{t:04d}.safetensors")
+            if g is None:
+                break
+            dynamic.append(g)
+        if not dynamic:
+            static = None
+
+    def on_static(s: Gaussians, d0: Gaussians) -> None:
+        ckpt.save_set("dynamic_0000.safetensors", d0)
+        ckpt.save_set("static.safetensors", s)
+
+    def on_frame(t: int, g: Gaussians) -> None:
+        ckpt.save_set(f"dynamic_{t:04d}.safetensors", g)
+
+    result = lifter.run(
+        video.frames,
+        depth.depth,
+        video.weight,
+        progress,
+        resume_static=static,
+        resume_dynamic=dynamic,
+        on_static=on_static,
+        on_frame=on_frame,
+    )
+    meta = {
+        "generator": f"Pano4D {__version__}",
+        "source": str(loaded.pano.path),
+        "source_size": [loaded.pano.width, loaded.pano.height],
+        "preset": cfg.preset,
+        "animator": cfg.animator,
+        "depth": depth.source,
+        "regions": [
+            {"name": r.name, "direction_deg": r.direction_deg, "speed_deg_s": r.speed_deg_s}
+            for r in loaded.regions
+        ],
+    }
+    return Scene4D(result.static, result.dynamic, video.fps, meta), result.metrics
+
+
+def save_stage(
+    loaded, cfg: GenerateConfig, video: PanoVideo, scene: Scene4D, out: Path, progress: Progress
+) -> dict:
+    progress.update(0.0, "writing the scene")
+    nbytes = save_scene(scene, out / "scene", half=cfg.output.half)
+    progress.update(0.1, "writing panorama.mp4")
+    loops = max(1, cfg.output.equirect_loops)
+    frames = (video.frames[i % video.n_frames] for i in range(video.n_frames * loops))
+    write_mp4(
+        out / "panorama.mp4", frames, video.fps, spherical=True, progress=progress.sub(0.1, 0.5)
+    )
+    write_mp4(
+        out / "preview.mp4", preview_frames(scene, cfg.output, progress.sub(0.5, 1.0)), video.fps
+    )
+    n_full = (len(scene.static) + len(scene.dynamic[0])) * scene.n_frames
+    per_gaussian = nbytes / max(len(scene.static) + sum(len(d) for d in scene.dynamic), 1)
+    return {
+        "gaussians_static": len(scene.static),
+        "gaussians_dynamic_per_frame": len(scene.dynamic[0]),
+        "frames": scene.n_frames,
+        "bytes_on_disk": folder_bytes(out / "scene"),
+        "bytes_full_per_frame_sets": int(n_full * per_gaussian),
+    }
+
+
+def tour_views(n: int, size: tuple[int, int], fov_deg: float) -> list[View]:
+    """A look-around tour: one full turn of yaw with a gentle pitch swing."""
+    return [
+        View(360.0 * i / n - 180.0, 12.0 * math.sin(2 * math.pi * i / n), fov_deg, size[0], size[1])
+        for i in range(n)
+    ]
+
+
+def preview_frames(scene: Scene4D, cfg: OutputConfig, progress: Progress) -> Iterator[np.ndarray]:
+    """Render the look-around tour from the scene, cycling through time."""
+    views = tour_views(cfg.preview_frames, cfg.preview_size, cfg.preview_fov_deg)
+    for i, view in enumerate(views):
+        g = scene.frame(i % scene.n_frames)
+        with torch.no_grad():
+            rgb = render_view(g, view, background=torch.zeros(3)).rgb
+        progress.update((i + 1) / len(views), f"preview {i + 1}/{len(views)}")
+        yield (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def _video_metrics(pano: Panorama, video: PanoVideo) -> dict:
+    return {
+        "seam_discontinuity": seam_discontinuity(video.frames)["ratio"],
+        "loop_discontinuity": loop_discontinuity(video.frames, video.weight)["ratio"],
+        "static_max_error": static_max_error(video.frames, pano.rgb, video.weight),
+        "animated_fraction": float((video.weight > 0).mean()),
+    }

@@ -1,0 +1,317 @@
+"""The command line, end to end: bad inputs, generate, resume, export, info, render."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import plyfile
+import pytest
+from PIL import Image
+
+from engine import cli, pipeline
+from engine.errors import Cancelled
+from engine.progress import CancelToken
+from engine.scene import load_scene
+from engine.video import has_spherical_metadata, read_mp4
+from tests.conftest import ROOT, textured_equirect
+
+TINY = ["--preset", "preview", "--frames", "3"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("inputs")
+    pano = textured_equirect(128, 256, seed=3)
+    Image.fromarray(pano).save(d / "pano.png")
+    mask = np.zeros((64, 128), np.uint8)  # half resolution: resampled on load
+    mask[8:26, 20:110] = 255
+    Image.fromarray(mask).save(d / "mask.png")
+    Image.fromarray(np.zeros((64, 128), np.uint8)).save(d / "empty_mask.png")
+    Image.fromarray(np.full((100, 100), 255, np.uint8)).save(d / "square_mask.png")
+    Image.fromarray(pano[:, :200]).save(d / "wrong_aspect.png")
+    Image.fromarray(pano[::2, ::2][:60, :120]).save(d / "too_small.png")
+    (d / "empty.png").write_bytes(b"")
+    (d / "noise.jpg").write_bytes(np.random.default_rng(0).bytes(4000))
+    good = (d / "pano.png").read_bytes()
+    (d / "truncated.png").write_bytes(good[: len(good) // 3])
+    (d / "bad.json").write_text("{not json")
+    (d / "unknown_key.json").write_text(
+        json.dumps(
+            {
+                "format": "pano4d-regions",
+                "version": 1,
+                "regions": [{"name": "a", "mask": "mask.png", "sped": 1}],
+            }
+        )
+    )
+    (d / "a_file").write_text("x")
+    (d / "folder").mkdir()
+    return d
+
+
+def _run(argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+BAD = {
+    "missing panorama": lambda d: ["generate", str(d / "nope.png"), "--mask", str(d / "mask.png")],
+    "directory as panorama": lambda d: [
+        "generate",
+        str(d / "folder"),
+        "--mask",
+        str(d / "mask.png"),
+    ],
+    "empty file": lambda d: ["generate", str(d / "empty.png"), "--mask", str(d / "mask.png")],
+    "truncated png": lambda d: [
+        "generate",
+        str(d / "truncated.png"),
+        "--mask",
+        str(d / "mask.png"),
+    ],
+    "random bytes": lambda d: ["generate", str(d / "noise.jpg"), "--mask", str(d / "mask.png")],
+    "wrong aspect": lambda d: [
+        "generate",
+        str(d / "wrong_aspect.png"),
+        "--mask",
+        str(d / "mask.png"),
+    ],
+    "too small": lambda d: ["generate", str(d / "too_small.png"), "--mask", str(d / "mask.png")],
+    "missing mask": lambda d: ["generate", str(d / "pano.png"), "--mask", str(d / "nomask.png")],
+    "mask aspect": lambda d: [
+        "generate",
+        str(d / "pano.png"),
+        "--mask",
+        str(d / "square_mask.png"),
+    ],
+    "empty mask": lambda d: ["generate", str(d / "pano.png"), "--mask", str(d / "empty_mask.png")],
+    "regions not json": lambda d: [
+        "generate",
+        str(d / "pano.png"),
+        "--regions",
+        str(d / "bad.json"),
+    ],
+    "regions unknown key": lambda d: [
+        "generate",
+        str(d / "pano.png"),
+        "--regions",
+        str(d / "unknown_key.json"),
+    ],
+    "mask and regions": lambda d: [
+        "generate",
+        str(d / "pano.png"),
+        "--mask",
+        str(d / "mask.png"),
+        "--regions",
+        str(d / "bad.json"),
+    ],
+    "nothing to animate": lambda d: ["generate", str(d / "pano.png")],
+    "one frame": lambda d: [
+        "generate",
+        str(d / "pano.png"),
+        "--mask",
+        str(d / "mask.png"),
+        "--frames",
+        "1",
+    ],
+    "unknown preset": lambda d: [
+        "generate",
+        str(d / "pano.png"),
+        "--mask",
+        str(d / "mask.png"),
+        "--preset",
+        "ultra",
+    ],
+    "corrupt depth": lambda d: [
+        "generate",
+        str(d / "pano.png"),
+        "--mask",
+        str(d / "mask.png"),
+        "--depth",
+        str(d / "noise.jpg"),
+    ],
+    "out is a file": lambda d: [
+        "generate",
+        str(d / "pano.png"),
+        "--mask",
+        str(d / "mask.png"),
+        "--out",
+        str(d / "a_file"),
+    ],
+    "info of no scene": lambda d: ["info", str(d / "folder")],
+    "export of no scene": lambda d: ["export", str(d / "nope"), "--out", str(d / "x")],
+    "render bad size": lambda d: [
+        "render",
+        str(d / "folder"),
+        "--out",
+        str(d / "v.mp4"),
+        "--size",
+        "big",
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_one_line_exit_2_nothing_written(case, files, tmp_path, capsys):
+    argv = BAD[case](files)
+    if argv[0] == "generate" and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
+    code, err = _run(argv, capsys)
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_generate_end_to_end(files, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = _run(
+        [
+            "generate",
+            str(files / "pano.png"),
+            "--mask",
+            str(files / "mask.png"),
+            "--out",
+            str(out),
+            *TINY,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["static_max_error"] == 0
+    assert report["gaussians_static"] > 0 and report["gaussians_dynamic_per_frame"] > 0
+    assert report["frames"] == 3
+    assert report["psnr_train"] > 15 and report["psnr_heldout"] > 15
+    assert report["seam_discontinuity"] < 1.5
+    for key in (
+        "loop_discontinuity",
+        "static_flicker",
+        "bytes_on_disk",
+        "timings_s",
+        "peak_rss_mb",
+    ):
+        assert key in report
+    assert set(report["timings_s"]) == set(pipeline.STAGES)
+    assert not (out / ".pano4d").exists()  # checkpoints removed after success
+    scene = load_scene(out / "scene")
+    assert scene.n_frames == 3
+    video = read_mp4(out / "panorama.mp4")
+    assert video.shape[1:] == (128, 256, 3) and has_spherical_metadata(out / "panorama.mp4")
+    assert read_mp4(out / "preview.mp4").shape[0] == 16
+
+    code, err = _run(
+        ["export", str(out / "scene"), "--format", "ply", "--out", str(tmp_path / "ply")], capsys
+    )
+    assert code == 0, err
+    plys = sorted((tmp_path / "ply").glob("frame_*.ply"))
+    assert len(plys) == 3
+    v = plyfile.PlyData.read(str(plys[1]))["vertex"]
+    assert len(v) == report["gaussians_static"] + report["gaussians_dynamic_per_frame"]
+    for name in ("x", "y", "z", "f_dc_0", "opacity", "scale_0", "rot_0"):
+        assert np.isfinite(np.asarray(v[name])).all()
+
+    code = cli.main(["info", str(out / "scene")])
+    info = json.loads(capsys.readouterr().out)
+    assert code == 0 and info["frame_count"] == 3
+
+
+def test_cancel_then_resume(files, tmp_path):
+    """A run cancelled during lifting resumes from its checkpoints (animation not redone)."""
+    inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
+    cfg = pipeline.build_config("preview", frames=3)
+    out = tmp_path / "run"
+    token = CancelToken()
+    seen = []
+
+    def cancel_in_lift(stage, fraction, message):
+        seen.append(stage)
+        if stage == "lift" and "frame 2" in message:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        pipeline.run(inputs, cfg, out, callback=cancel_in_lift, cancel=token)
+    state = json.loads((out / ".pano4d" / "state.json").read_text())
+    assert state["done"] == ["animate", "depth"]
+    assert (out / ".pano4d" / "static.safetensors").is_file()
+    assert not (out / "scene").exists() and not (out / "report.json").exists()
+
+    messages = []
+    report = pipeline.run(
+        inputs, cfg, out, callback=lambda s, f, m: messages.append((s, m)), resume=True
+    )
+    assert ("animate", "resumed from checkpoint") in messages
+    assert not any(s == "lift" and m.startswith("static") for s, m in messages)
+    assert report["static_max_error"] == 0 and (out / "scene" / "manifest.json").is_file()
+
+
+def test_resume_with_other_settings_is_refused(files, tmp_path):
+    inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
+    out = tmp_path / "run"
+    token = CancelToken()
+
+    def stop(stage, fraction, message):
+        if stage == "depth":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        pipeline.run(
+            inputs, pipeline.build_config("preview", frames=3), out, callback=stop, cancel=token
+        )
+    with pytest.raises(Exception, match="other inputs or settings"):
+        pipeline.run(inputs, pipeline.build_config("preview", frames=4), out, resume=True)
+
+
+def test_main_py_subprocess_bad_input_and_help(tmp_path):
+    """The real entry point: no traceback, exit 2, one line."""
+    r = subprocess.run(
+        [
+            sys.executable,
+            "main.py",
+            "generate",
+            str(tmp_path / "missing.jpg"),
+            "--mask",
+            "m.png",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        r.returncode == 2
+        and len(r.stderr.strip().splitlines()) == 1
+        and "Traceback" not in r.stderr
+    )
+    r = subprocess.run(
+        [sys.executable, "main.py", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert r.returncode == 0 and "generate" in r.stdout and "demo" in r.stdout
+
+
+def test_render_command(files, tmp_path, capsys):
+    out = tmp_path / "run"
+    inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
+    pipeline.run(inputs, pipeline.build_config("preview", frames=2), out)
+    code, err = _run(
+        [
+            "render",
+            str(out / "scene"),
+            "--out",
+            str(tmp_path / "tour.mp4"),
+            "--size",
+            "96x64",
+            "--frames",
+            "5",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    frames = read_mp4(tmp_path / "tour.mp4")
+    assert frames.shape == (5, 64, 96, 3) and frames.mean() > 10
