@@ -15,7 +15,6 @@ values well above 1 mean a visible jump:
 
 from __future__ import annotations
 
-import os
 import resource
 import sys
 
@@ -80,11 +79,3 @@ def peak_rss_mb() -> float:
     scale = 1.0 if sys.platform == "darwin" else 1024.0
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
     return own / 1e6
-
-
-def folder_bytes(path: str | os.PathLike) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            total += os.path.getsize(os.path.join(root, f))
-    return total

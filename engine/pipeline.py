@@ -47,7 +47,6 @@ from .io import (
 from .lift.optimize import LiftConfig, Lifter
 from .lift.raster import has_gsplat, render_view
 from .metrics import (
-    folder_bytes,
     loop_discontinuity,
     peak_rss_mb,
     seam_discontinuity,
@@ -55,7 +54,7 @@ from .metrics import (
 )
 from .presets import DEFAULT_PRESET, PRESETS
 from .progress import CancelToken, Progress, ProgressCallback
-from .scene import Scene4D, save_scene
+from .scene import Scene4D, full_set_bytes, save_scene
 from .video import write_mp4
 
 STAGES = ("load", "animate", "depth", "lift", "save")
@@ -385,14 +384,14 @@ def save_stage(
     write_mp4(
         out / "preview.mp4", preview_frames(scene, cfg.output, progress.sub(0.5, 1.0)), video.fps
     )
-    n_full = (len(scene.static) + len(scene.dynamic[0])) * scene.n_frames
-    per_gaussian = nbytes / max(len(scene.static) + sum(len(d) for d in scene.dynamic), 1)
+    n_per_frame = len(scene.static) + len(scene.dynamic[0])
+    full = scene.n_frames * full_set_bytes(n_per_frame, scene.sh_degree, cfg.output.half)
     return {
         "gaussians_static": len(scene.static),
         "gaussians_dynamic_per_frame": len(scene.dynamic[0]),
         "frames": scene.n_frames,
-        "bytes_on_disk": folder_bytes(out / "scene"),
-        "bytes_full_per_frame_sets": int(n_full * per_gaussian),
+        "bytes_on_disk": nbytes,
+        "bytes_full_per_frame_sets": full,
     }
 
 

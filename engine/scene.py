@@ -30,7 +30,15 @@ Native scene folder (format ``pano4d-scene``, version 1)
 - ``provenance``: free JSON object (source panorama, preset, regions, timings...)
 - ``created`` (ISO 8601, UTC) and ``writer`` (``"Pano4D <version>"``)
 
-Each ``.safetensors`` file holds exactly five tensors for N Gaussians:
+Dynamic fields that do not change over time are stored once: when every frame's dynamic set
+has the same size and a field (e.g. ``means``, ``quats``) is identical in all of them, it goes
+to ``dynamic/shared.safetensors`` (``files.dynamic_shared``), the manifest lists those fields
+in ``dynamic_shared_fields``, and the per-frame files hold only the remaining fields. A
+reader merges them back; without the two keys (or with an empty list) every frame file is
+complete. For Pano4D's lifting (positions, orientations and scales fixed after frame 0) this
+makes each extra frame cost 8 bytes per dynamic Gaussian at SH degree 0 instead of 34.
+
+Otherwise each ``.safetensors`` file holds exactly five tensors for N Gaussians:
 ``means`` [N, 3], ``quats`` [N, 4] (wxyz), ``log_scales`` [N, 3], ``opacities`` [N]
 (logits), ``sh`` [N, K, 3]. N may be 0. ``means`` is always float32. With ``half=True``
 (default) the other four are float16, unless a value exceeds the float16 range (65504), in
@@ -88,6 +96,7 @@ from .progress import Progress, ProgressCallback
 FORMAT_NAME = "pano4d-scene"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+SHARED_FILE = "dynamic/shared.safetensors"
 CONVENTIONS = {
     "axes": "+Y up, -Z forward, +X right (OpenGL)",
     "quaternion": "wxyz",
@@ -170,6 +179,26 @@ def _abs_max(t: Tensor) -> float:
     return max(-float(lo), float(hi))
 
 
+def full_set_bytes(n: int, sh_degree: int, half: bool = True) -> int:
+    """Tensor bytes of n Gaussians stored as one complete set (no sharing), e.g. to compare a
+    scene with T full per-frame sets. Headers (a few hundred bytes per file) not included."""
+    k = (sh_degree + 1) ** 2
+    rest = 4 + 3 + 1 + 3 * k  # quats, log_scales, opacities, sh
+    return n * (12 + rest * (2 if half else 4))
+
+
+def shared_dynamic_fields(dynamic: list[Gaussians]) -> list[str]:
+    """Fields identical in every frame's dynamic set (stored once); [] if sizes differ."""
+    if len(dynamic) < 2 or len({len(g) for g in dynamic}) != 1 or len(dynamic[0]) == 0:
+        return []
+    first = dynamic[0].tensors()
+    return [
+        name
+        for name in FIELDS
+        if all(torch.equal(first[name], g.tensors()[name]) for g in dynamic[1:])
+    ]
+
+
 def _choose_dtypes(sets: list[tuple[str, Gaussians]], half: bool) -> dict[str, str]:
     """float32 for means; float16 for the rest when ``half`` and every value fits.
 
@@ -186,7 +215,9 @@ def _choose_dtypes(sets: list[tuple[str, Gaussians]], half: bool) -> dict[str, s
     return {n: "float16" if fp16[n] else "float32" for n in FIELDS}
 
 
-def _manifest(scene: Scene4D, dtypes: dict[str, str], files: list[str]) -> dict[str, Any]:
+def _manifest(
+    scene: Scene4D, dtypes: dict[str, str], files: list[str], shared: list[str]
+) -> dict[str, Any]:
     lo, hi = scene.bounds()
     return {
         "format": FORMAT_NAME,
@@ -198,18 +229,26 @@ def _manifest(scene: Scene4D, dtypes: dict[str, str], files: list[str]) -> dict[
         "counts": {"static": len(scene.static), "dynamic": [len(g) for g in scene.dynamic]},
         "bounds": {"min": lo, "max": hi},
         "dtypes": dtypes,
-        "files": {"static": files[0], "dynamic": files[1:]},
+        "files": {
+            "static": files[0],
+            "dynamic": files[1:],
+            "dynamic_shared": SHARED_FILE if shared else None,
+        },
+        "dynamic_shared_fields": shared,
         "provenance": scene.meta,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "writer": f"Pano4D {__version__}",
     }
 
 
-def _write_tensors(path: Path, g: Gaussians, dtypes: dict[str, str]) -> None:
-    """Write one Gaussian set as a safetensors file with the chosen storage dtypes."""
+def _write_tensors(
+    path: Path, g: Gaussians, dtypes: dict[str, str], fields: Iterable[str] = FIELDS
+) -> None:
+    """Write (some fields of) one Gaussian set as safetensors with the storage dtypes."""
+    all_tensors = g.tensors()
     tensors = {
-        name: t.detach().to("cpu", _DTYPES[dtypes[name]]).contiguous()
-        for name, t in g.tensors().items()
+        name: all_tensors[name].detach().to("cpu", _DTYPES[dtypes[name]]).contiguous()
+        for name in fields
     }
     meta = {"format": FORMAT_NAME, "version": str(FORMAT_VERSION)}
     safetensors.torch.save_file(tensors, str(path), metadata=meta)
@@ -243,12 +282,16 @@ def save_scene(scene: Scene4D, folder: PathLike, *, half: bool = True) -> int:
     _check_replaceable(folder)
     sets = _sets(scene)
     dtypes = _choose_dtypes(sets, half)
-    manifest = _manifest(scene, dtypes, [rel for rel, _ in sets])
+    shared = shared_dynamic_fields(scene.dynamic)
+    varying = [f for f in FIELDS if f not in shared]
+    manifest = _manifest(scene, dtypes, [rel for rel, _ in sets], shared)
     text = to_json(manifest) + "\n"  # before touching the disk: fails on unserialisable meta
     with atomic_dir(folder) as tmp:
         (tmp / "dynamic").mkdir()
-        for rel, g in sets:
-            _write_tensors(tmp / rel, g, dtypes)
+        for i, (rel, g) in enumerate(sets):
+            _write_tensors(tmp / rel, g, dtypes, FIELDS if i == 0 else varying)
+        if shared:
+            _write_tensors(tmp / SHARED_FILE, scene.dynamic[0], dtypes, shared)
         (tmp / MANIFEST).write_text(text, encoding="utf-8")
         for f in tmp.rglob("*"):
             if f.is_file():
@@ -328,6 +371,20 @@ def _check_manifest(path: Path, m: dict[str, Any]) -> None:
         p = PurePosixPath(rel) if isinstance(rel, str) else None
         ok = p is not None and rel != "" and not p.is_absolute() and ".." not in p.parts
         need(ok, f"file entry {rel!r} is not a relative path inside the scene folder")
+    shared = m.get("dynamic_shared_fields") or []
+    need(
+        isinstance(shared, list)
+        and all(f in FIELDS for f in shared)
+        and len(set(shared)) == len(shared),
+        f"'dynamic_shared_fields' must list distinct names from {FIELDS}",
+    )
+    if shared:
+        need(isinstance(files.get("dynamic_shared"), str), "'files.dynamic_shared' must be a path")
+        need(len(set(dyn)) == 1, "'dynamic_shared_fields' needs the same count in every frame")
+        rel = files["dynamic_shared"]
+        p = PurePosixPath(rel)
+        ok = rel != "" and not p.is_absolute() and ".." not in p.parts
+        need(ok, f"file entry {rel!r} is not a relative path inside the scene folder")
     need(isinstance(dtypes, dict) and set(dtypes) == set(FIELDS), f"'dtypes' must name {FIELDS}")
     bad = {k: v for k, v in dtypes.items() if v not in _DTYPES}
     need(not bad, f"unsupported dtypes {bad} (float16 or float32)")
@@ -347,16 +404,19 @@ def _read_tensors(path: Path, mmap: bool) -> dict[str, Tensor]:
         raise _fail(path, f"not a valid safetensors file ({e})") from None
 
 
-def _load_set(path: Path, n: int, k: int, dtypes: dict[str, str], mmap: bool) -> Gaussians:
-    """Read and validate one Gaussian set; returns float32 tensors."""
+def _load_fields(
+    path: Path, n: int, k: int, dtypes: dict[str, str], mmap: bool, fields: Iterable[str]
+) -> dict[str, Tensor]:
+    """Read and validate the given fields of one Gaussian set; returns float32 tensors."""
+    fields = list(fields)
     tensors = _read_tensors(path, mmap)
-    if set(tensors) != set(FIELDS):
-        missing, extra = set(FIELDS) - set(tensors), set(tensors) - set(FIELDS)
+    if set(tensors) != set(fields):
+        missing, extra = set(fields) - set(tensors), set(tensors) - set(fields)
         raise _fail(path, f"wrong tensors (missing {sorted(missing)}, unexpected {sorted(extra)})")
     shapes = {"means": (n, 3), "quats": (n, 4), "log_scales": (n, 3), "opacities": (n,)}
     shapes["sh"] = (n, k, 3)
     out = {}
-    for name in FIELDS:
+    for name in fields:
         t, want = tensors[name], _DTYPES[dtypes[name]]
         if t.dtype != want:
             got = str(t.dtype).removeprefix("torch.")
@@ -370,7 +430,7 @@ def _load_set(path: Path, n: int, k: int, dtypes: dict[str, str], mmap: bool) ->
         if not math.isfinite(_abs_max(t)):
             raise _fail(path, f"tensor '{name}' contains non-finite values (NaN or inf)")
         out[name] = t.float()
-    return Gaussians(**out)
+    return out
 
 
 def load_scene(folder: PathLike, *, mmap: bool = True) -> Scene4D:
@@ -384,9 +444,17 @@ def load_scene(folder: PathLike, *, mmap: bool = True) -> Scene4D:
     _check_manifest(path, m)
     k = (m["sh_degree"] + 1) ** 2
     counts, files, dtypes = m["counts"], m["files"], m["dtypes"]
-    static = _load_set(folder / files["static"], counts["static"], k, dtypes, mmap)
+    static = Gaussians(
+        **_load_fields(folder / files["static"], counts["static"], k, dtypes, mmap, FIELDS)
+    )
+    shared_fields = m.get("dynamic_shared_fields") or []
+    shared = {}
+    if shared_fields:
+        n0 = counts["dynamic"][0]
+        shared = _load_fields(folder / files["dynamic_shared"], n0, k, dtypes, mmap, shared_fields)
+    varying = [f for f in FIELDS if f not in shared_fields]
     dynamic = [
-        _load_set(folder / rel, n, k, dtypes, mmap)
+        Gaussians(**_load_fields(folder / rel, n, k, dtypes, mmap, varying), **shared)
         for rel, n in zip(files["dynamic"], counts["dynamic"])
     ]
     return Scene4D(static, dynamic, float(m["fps"]), dict(m.get("provenance", {})))
@@ -403,6 +471,8 @@ def scene_info(folder: PathLike) -> dict[str, Any]:
     path, m = _read_manifest_json(folder)
     _check_manifest(path, m)
     rels = [m["files"]["static"], *m["files"]["dynamic"]]
+    if m.get("dynamic_shared_fields"):
+        rels.append(m["files"]["dynamic_shared"])
     present = [folder / r for r in rels if (folder / r).is_file()]
     dyn, n_static = m["counts"]["dynamic"], m["counts"]["static"]
     return {

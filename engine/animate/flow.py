@@ -151,7 +151,7 @@ class FlowAnimator:
             progress.update(1.0, "nothing to animate")
             return PanoVideo(out, cfg.fps, union.astype(np.float32))
 
-        image = torch.from_numpy(pano.rgb).permute(2, 0, 1)[None].to(torch.float32)
+        image = torch.tensor(pano.rgb, dtype=torch.float32).permute(2, 0, 1)[None].contiguous()
         sampler = EquirectSampler(image, mode="bicubic")
         field = EquirectSampler(self.velocity_field(regions, weights_np))
         progress.update(0.02, "motion field ready")

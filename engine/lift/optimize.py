@@ -22,6 +22,7 @@ pure-torch rasteriser otherwise).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable
@@ -42,7 +43,7 @@ from .raster import render_view
 
 @dataclass(frozen=True)
 class LiftConfig:
-    work_height: int = 128  # rows of the equal-area Gaussian grid (~2.5 * h^2 Gaussians)
+    work_height: int = 128  # rows of the equal-area Gaussian grid (~1.27 * h^2 Gaussians)
     view_size: int = 96  # training view size in pixels (square)
     view_fov_deg: float = 90.0
     static_iters: int = 60  # joint static + frame-0 iterations
@@ -54,6 +55,7 @@ class LiftConfig:
     lr_scale: float = 0.01
     lambda_temporal: float = 0.05
     eval_views: int = 6  # held-out views between the training rings
+    eval_size: int = 256  # evaluation views (pixels), independent of the training size
     seed: int = 0
     init: InitConfig = InitConfig()
 
@@ -71,20 +73,19 @@ class LiftResult:
 
 class Targets:
     """Perspective crops of the frames, taken from an area-filtered copy of each frame whose
-    angular resolution matches the training views (no aliasing)."""
+    angular resolution matches the views (no aliasing). Frames are filtered on first use."""
 
-    def __init__(self, frames: np.ndarray, cfg: LiftConfig) -> None:
-        px_deg = cfg.view_fov_deg / cfg.view_size
-        h = int(min(frames.shape[1], max(16, round(180.0 / px_deg))))
-        self.frames = [
-            torch.from_numpy(np.array(area_resize(np.asarray(f), h))).permute(2, 0, 1)[None].float()
-            / 255
-            for f in frames
-        ]
+    def __init__(self, frames: np.ndarray, view_size: int, fov_deg: float) -> None:
+        px_deg = fov_deg / view_size
+        self.height = int(min(frames.shape[1], max(16, round(180.0 / px_deg))))
+        self.source = frames
+        self.cache: dict[int, Tensor] = {}
 
     def __call__(self, t: int, view: View) -> Tensor:
         """[h, w, 3] float target for frame t."""
-        return perspective_view(self.frames[t], view)[0].permute(1, 2, 0)
+        if t not in self.cache:
+            self.cache[t] = _to_bchw(area_resize(np.asarray(self.source[t]), self.height))
+        return perspective_view(self.cache[t], view)[0].permute(1, 2, 0)
 
 
 def _to_bchw(image: np.ndarray) -> Tensor:
@@ -115,22 +116,25 @@ def heldout_views(cfg: LiftConfig) -> list[View]:
 
 
 class _Params:
-    """Trainable tensors of a Gaussian set: SH, opacity logits and log-scales; positions
-    and orientations stay where the depth put them (a single viewpoint cannot move them
-    reliably)."""
+    """Trainable tensors of a Gaussian set: SH, opacity logits and (optionally) log-scales;
+    positions and orientations stay where the depth put them (a single viewpoint cannot
+    move them reliably). Later frames' dynamic sets keep frame 0's scales, so only colour
+    and opacity change over time (and the scene stores the rest once)."""
 
-    def __init__(self, g: Gaussians) -> None:
+    def __init__(self, g: Gaussians, scales: bool = True) -> None:
         self.fixed = g
         self.sh = g.sh.clone().requires_grad_(True)
         self.opacities = g.opacities.clone().requires_grad_(True)
-        self.log_scales = g.log_scales.clone().requires_grad_(True)
+        self.log_scales = g.log_scales.clone().requires_grad_(scales)
 
     def groups(self, cfg: LiftConfig) -> list[dict]:
-        return [
+        groups = [
             {"params": [self.sh], "lr": cfg.lr_sh},
             {"params": [self.opacities], "lr": cfg.lr_opacity},
-            {"params": [self.log_scales], "lr": cfg.lr_scale},
         ]
+        if self.log_scales.requires_grad:
+            groups.append({"params": [self.log_scales], "lr": cfg.lr_scale})
+        return groups
 
     def gaussians(self) -> Gaussians:
         return Gaussians(
@@ -193,7 +197,7 @@ class Lifter:
         torch.manual_seed(cfg.seed)
         rng = random.Random(cfg.seed)
         n_frames = frames.shape[0]
-        targets = Targets(frames, cfg)
+        targets = Targets(frames, cfg.view_size, cfg.view_fov_deg)
         static0, dyn0, dyn_mask = self.initial_sets(frames, depth, weight)
         region_views = self._region_views(weight)
         # share of progress: static phase, then one slot per later frame
@@ -219,7 +223,7 @@ class Lifter:
             if on_frame:
                 on_frame(t, g)
         progress.update(1.0, "lifted")
-        metrics = self.evaluate(static, dynamic, targets, weight)
+        metrics = self.evaluate(static, dynamic, frames, weight)
         metrics.update(gaussians_static=len(static), gaussians_dynamic_per_frame=len(dynamic[0]))
         return LiftResult(static, dynamic, metrics)
 
@@ -274,7 +278,7 @@ class Lifter:
             progress.update(1.0)
             return start
         start.sh[:, :1] = self.frame_colours(frame, dyn_mask)
-        pd = _Params(start)
+        pd = _Params(start, scales=False)
         opt = torch.optim.Adam(pd.groups(cfg), eps=1e-15)
         prev_full = Gaussians.cat([static, prev])
         for it in range(cfg.dynamic_iters):
@@ -307,17 +311,20 @@ class Lifter:
 
     @torch.no_grad()
     def evaluate(
-        self, static: Gaussians, dynamic: list[Gaussians], targets: Targets, weight: np.ndarray
+        self, static: Gaussians, dynamic: list[Gaussians], frames: np.ndarray, weight: np.ndarray
     ) -> dict[str, float]:
-        """PSNR at training and held-out views (frames 0 and T/2), static-area flicker."""
+        """PSNR at the training directions and at held-out views (frames 0 and T/2), at a
+        fixed evaluation size against full-detail targets; static-area flicker."""
         cfg = self.cfg
-        train = make_views(ViewSetConfig(fov_deg=cfg.view_fov_deg, size=cfg.view_size))
-        held = heldout_views(cfg)
-        frames = sorted({0, len(dynamic) // 2})
+        size, fov = cfg.eval_size, cfg.view_fov_deg
+        targets = Targets(frames, size, fov)
+        train = make_views(ViewSetConfig(fov_deg=fov, size=size))
+        held = [dataclasses.replace(v, height=size, width=size) for v in heldout_views(cfg)]
+        frame_ids = sorted({0, len(dynamic) // 2})
 
         def mean_psnr(views: list[View]) -> float:
             vals = []
-            for t in frames:
+            for t in frame_ids:
                 g = Gaussians.cat([static, dynamic[t]])
                 for v in views:
                     mse = float(((_render(g, v).clamp(0, 1) - targets(t, v)) ** 2).mean())

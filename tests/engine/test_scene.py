@@ -11,6 +11,7 @@ import pytest
 import safetensors.torch
 import torch
 from plyfile import PlyData, PlyElement
+from safetensors import safe_open
 
 from engine import fsutil, scene
 from engine.errors import Cancelled, FormatError, InputError
@@ -207,11 +208,11 @@ def test_save_refuses_non_finite_and_writes_nothing(tmp_path):
 def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     real, calls = scene._write_tensors, []
 
-    def flaky(path, g, dtypes):
+    def flaky(path, g, dtypes, *fields):
         calls.append(path)
         if len(calls) == 3:
             raise OSError("disk full")
-        real(path, g, dtypes)
+        real(path, g, dtypes, *fields)
 
     monkeypatch.setattr(scene, "_write_tensors", flaky)
     with pytest.raises(OSError, match="disk full"):
@@ -223,7 +224,7 @@ def test_failed_overwrite_keeps_previous_scene(tmp_path, monkeypatch):
     old = make_scene(counts=(3, 4))
     save_scene(old, tmp_path / "sc", half=False)
 
-    def broken(path, g, dtypes):
+    def broken(path, g, dtypes, *fields):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(scene, "_write_tensors", broken)
@@ -637,3 +638,47 @@ def test_atomic_dir(tmp_path):
         (tmp / "g").write_text("3")
     assert [p.name for p in final.iterdir()] == ["g"]
     assert [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+def _shared_scene(frames=4, n=50):
+    """Dynamic sets that share means/quats/log_scales and differ in colour and opacity."""
+    base = make_scene(counts=(n,) * frames)
+    d0 = base.dynamic[0]
+    dyn = [Gaussians(d0.means, d0.quats, d0.log_scales, g.opacities, g.sh) for g in base.dynamic]
+    return Scene4D(base.static, dyn, base.fps, base.meta)
+
+
+def test_time_constant_dynamic_fields_are_stored_once(tmp_path):
+    sc = _shared_scene()
+    assert scene.shared_dynamic_fields(sc.dynamic) == ["means", "quats", "log_scales"]
+    size_shared = save_scene(sc, tmp_path / "a", half=False)
+    m = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert m["dynamic_shared_fields"] == ["means", "quats", "log_scales"]
+    assert (tmp_path / "a" / m["files"]["dynamic_shared"]).is_file()
+    with safe_open(str(tmp_path / "a" / m["files"]["dynamic"][2]), "pt") as f:
+        assert set(f.keys()) == {"opacities", "sh"}
+    r = load_scene(tmp_path / "a")
+    for a, b in zip(sc.dynamic, r.dynamic):
+        assert_sets_equal(a, b)
+    # the same scene with nothing shared is bigger: 4 frames x 50 x (12 + 16 + 12) bytes more,
+    # minus one shared copy
+    unshared = Scene4D(sc.static, [g.to(torch.float32).detach() for g in sc.dynamic], sc.fps, {})
+    unshared.dynamic[1] = Gaussians(**{k: v.clone() for k, v in sc.dynamic[1].tensors().items()})
+    unshared.dynamic[1].means[0, 0] += 1.0  # breaks sharing of means only
+    assert scene.shared_dynamic_fields(unshared.dynamic) == ["quats", "log_scales"]
+    size_partly = save_scene(unshared, tmp_path / "b", half=False)
+    assert size_partly - size_shared > 3 * 50 * 12 - 200
+    assert_sets_equal(unshared.dynamic[1], load_scene(tmp_path / "b").dynamic[1])
+
+
+def test_shared_file_missing_or_wrong_is_a_format_error(tmp_path):
+    save_scene(_shared_scene(), tmp_path / "s")
+    (tmp_path / "s" / "dynamic" / "shared.safetensors").unlink()
+    with pytest.raises(FormatError, match="shared.safetensors"):
+        load_scene(tmp_path / "s")
+    save_scene(_shared_scene(), tmp_path / "t")
+    m = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    m["dynamic_shared_fields"] = ["means", "colour"]
+    (tmp_path / "t" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(FormatError, match="dynamic_shared_fields"):
+        load_scene(tmp_path / "t")
