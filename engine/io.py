@@ -52,7 +52,7 @@ A UTF-8 JSON object::
 
     {"format": "pano4d-regions", "version": 1,
      "regions": [
-       {"name": "sky", "mask": "sky.png", "label": null,
+       {"name": "sky", "mask": "sky.png", "label": null, "motion": "flow",
         "direction_deg": 0, "speed_deg_s": 2.0, "feather_px": 12,
         "color": [80, 160, 255]}]}
 
@@ -67,6 +67,11 @@ region:
     null: the region is the mask's nonzero pixels (rules of :func:`load_mask`). An integer
     0..65535: the mask is a label map shared by several regions and the region is the pixels
     equal to this value (single-channel image or ``.npy``; the value must occur).
+``motion`` (optional, default "flow")
+    ``"flow"``: the region drifts along its direction (clouds, water, smoke); the clip
+    loops by cross-fading. ``"sway"``: it oscillates back and forth along its direction
+    once per loop, with a phase that varies smoothly across the region (foliage, grass,
+    ripples); it loops exactly, with no cross-fade.
 ``direction_deg`` (optional, default 0)
     motion direction on the sphere's local tangent plane, degrees, in the east/north frame
     of every point of the region: 0 = east (to the right in the image, +longitude),
@@ -221,6 +226,7 @@ class Region:
     speed_deg_s: float  # degrees per second (arc speed on the horizon), 0..90
     feather_px: float = 8.0  # edge feather width in full-resolution panorama pixels, >= 0
     color: tuple[int, int, int] = (255, 80, 80)  # UI colour
+    motion: str = "flow"  # "flow" (drifts along the direction) or "sway" (oscillates)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1006,6 +1012,7 @@ def regions_from_mask(
     speed_deg_s: float = 2.0,
     feather_px: float = 8.0,
     name: str = "region",
+    motion: str = "flow",
 ) -> list[Region]:
     """One region from a single mask (what ``generate --mask M`` animates)."""
     mask = np.asarray(mask)
@@ -1019,6 +1026,7 @@ def regions_from_mask(
         else float(direction_deg),
         speed_deg_s=float(speed_deg_s),
         feather_px=float(feather_px),
+        motion=motion,
     )
     validate_regions([region], mask.shape)
     return [region]
@@ -1063,6 +1071,8 @@ def validate_regions(regions: Sequence[Region], size: tuple[int, int]) -> None:
         problem = _color_problem(region.color)
         if problem:
             raise InputError(f"{label}: color {problem}")
+        if region.motion not in MOTIONS:
+            raise InputError(f"{label}: motion must be one of {', '.join(MOTIONS)}")
 
 
 def _check_name(path: _PATHLIKE | None, index: int, name: Any) -> None:
@@ -1119,7 +1129,17 @@ def _color_problem(value: Any) -> str | None:
     return None
 
 
-_REGION_FIELDS = ("name", "mask", "label", "direction_deg", "speed_deg_s", "feather_px", "color")
+_REGION_FIELDS = (
+    "name",
+    "mask",
+    "label",
+    "motion",
+    "direction_deg",
+    "speed_deg_s",
+    "feather_px",
+    "color",
+)
+MOTIONS = ("flow", "sway")
 _TOP_FIELDS = ("format", "version", "regions")
 
 
@@ -1235,6 +1255,11 @@ def load_regions(path: _PATHLIKE, size: tuple[int, int]) -> list[Region]:
             if problem:
                 _fail(path, f"{where}: field '{field}' {problem}")
             values[field] = float(value)
+        motion = item.get("motion", "flow")
+        if motion not in MOTIONS:
+            _fail(
+                path, f"{where}: field 'motion' must be one of {', '.join(MOTIONS)}, got {motion!r}"
+            )
         color = item.get("color", [255, 80, 80])
         problem = _color_problem(color)
         if problem:
@@ -1287,6 +1312,7 @@ def load_regions(path: _PATHLIKE, size: tuple[int, int]) -> list[Region]:
                 speed_deg_s=values["speed_deg_s"],
                 feather_px=values["feather_px"],
                 color=(int(color[0]), int(color[1]), int(color[2])),
+                motion=motion,
             )
         )
     try:
@@ -1382,6 +1408,7 @@ def save_regions(
                     "name": region.name,
                     "mask": ref,
                     "label": None,
+                    "motion": region.motion,
                     "direction_deg": round(float(region.direction_deg) % 360.0, 6),
                     "speed_deg_s": float(region.speed_deg_s),
                     "feather_px": float(region.feather_px),

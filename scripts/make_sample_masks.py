@@ -163,10 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     sky, trees = make_masks(pano.rgb)
     regions = [
         Region(
-            "sky", sky, direction_deg=0.0, speed_deg_s=3.0, feather_px=16.0, color=(80, 160, 255)
+            "sky", sky, direction_deg=0.0, speed_deg_s=3.0, feather_px=16.0, color=(255, 90, 200)
         ),
         Region(
-            "trees", trees, direction_deg=90.0, speed_deg_s=0.6, feather_px=6.0, color=(255, 200, 0)
+            "trees",
+            trees,
+            direction_deg=0.0,
+            speed_deg_s=2.5,
+            feather_px=6.0,
+            color=(255, 200, 0),
+            motion="sway",
         ),
     ]
     save_regions(REGIONS, regions)

@@ -21,8 +21,11 @@ backward trace over t frames is cross-faded with the forward trace over T - t fr
     frame_t(x) = (1 - t/T) I(phi_{-t}(x)) + (t/T) I(phi_{T-t}(x))
 
 so frame 0 is the input and frame T would be the input again: the step from the last
-frame to the first is an ordinary step. Pixels outside every region are copied, never
-resampled, so they stay bit-identical to the input.
+frame to the first is an ordinary step. Regions with ``motion = "sway"`` (foliage, grass,
+ripples) instead oscillate along their field once per loop with a smoothly varying phase
+(:meth:`FlowAnimator._sway_pixels`): exactly periodic, no cross-fade, so no double images.
+Pixels outside every region are copied, never resampled, so they stay bit-identical to the
+input.
 """
 
 from __future__ import annotations
@@ -84,10 +87,13 @@ class FlowAnimator:
 
     # -- the velocity field ------------------------------------------------------------
 
-    def velocity_field(self, regions: list[Region], weights: np.ndarray) -> Tensor:
+    def velocity_field(
+        self, regions: list[Region], weights: np.ndarray, only: list[int] | None = None
+    ) -> Tensor:
         """[1, 3, H, W] float32 tangent velocity (rad/s) on the equirect grid: the sum over
-        regions of feathered weight x that region's field. Sampled bilinearly during
-        advection (its Cartesian components are smooth across the seam and the poles)."""
+        regions (all, or the indices in ``only``) of feathered weight x that region's field.
+        Sampled bilinearly during advection (its Cartesian components are smooth across
+        the seam and the poles)."""
         cfg = self.cfg
         h, w = weights.shape[1:]
         field = torch.zeros(3, h, w)
@@ -97,6 +103,8 @@ class FlowAnimator:
             north = _Y - p[:, 1:2] * p
             v = torch.zeros_like(p)
             for i, r in enumerate(regions):
+                if only is not None and i not in only:
+                    continue
                 wr = torch.from_numpy(weights[i, band]).reshape(-1).double()
                 if r.speed_deg_s == 0 or not bool((wr > 0).any()):
                     continue
@@ -112,14 +120,17 @@ class FlowAnimator:
             field[:, band] = v.T.reshape(3, band.stop - band.start, w).float()
         return field[None]
 
-    def trace(self, p: Tensor, seconds: float, field: EquirectSampler, steps: int) -> Tensor:
-        """Follow the field from directions p [N, 3] for ``seconds`` (negative = backwards)."""
+    def trace(
+        self, p: Tensor, seconds: float | Tensor, field: EquirectSampler, steps: int
+    ) -> Tensor:
+        """Follow the field from directions p [N, 3] for ``seconds`` (negative = backwards;
+        a float, or a [N, 1] tensor of per-point times)."""
         for _ in range(steps):
             p = self._step(p, seconds / steps, field)
         return p
 
     @staticmethod
-    def _step(p: Tensor, h: float, field: EquirectSampler) -> Tensor:
+    def _step(p: Tensor, h: float | Tensor, field: EquirectSampler) -> Tensor:
         """One RK2 (midpoint) step of length h seconds along the field, on the sphere."""
         mid = p + 0.5 * h * field.at_dirs(p)[0].T
         mid = mid / mid.norm(dim=-1, keepdim=True)
@@ -146,44 +157,57 @@ class FlowAnimator:
         if out is None:
             out = np.empty((t_count, h, w, 3), np.uint8)
         out[:] = pano.rgb[None]
-        idx = np.flatnonzero(union.reshape(-1) > 0)
-        if idx.size == 0 or all(r.speed_deg_s == 0 for r in regions):
+        if not (union > 0).any() or all(r.speed_deg_s == 0 for r in regions):
             progress.update(1.0, "nothing to animate")
             return PanoVideo(out, cfg.fps, union.astype(np.float32))
 
         image = torch.tensor(pano.rgb, dtype=torch.float32).permute(2, 0, 1)[None].contiguous()
         sampler = EquirectSampler(image, mode="bicubic")
-        field = EquirectSampler(self.velocity_field(regions, weights_np))
-        progress.update(0.02, "motion field ready")
+        # each animated pixel follows the motion kind that dominates it (regions partition
+        # the weights, and every field is zero where its regions end, so kinds meet at rest)
+        by_kind = {k: [i for i, r in enumerate(regions) if r.motion == k] for k in ("flow", "sway")}
+        kind_weight = {k: weights_np[ids].sum(axis=0) for k, ids in by_kind.items() if ids}
+        sway = kind_weight.get("sway", np.zeros_like(union))
+        flow = kind_weight.get("flow", np.zeros_like(union))
+        plans = [
+            (
+                self._flow_pixels,
+                by_kind["flow"],
+                np.flatnonzero(((flow >= sway) & (union > 0)).ravel()),
+            ),
+            (
+                self._sway_pixels,
+                by_kind["sway"],
+                np.flatnonzero(((sway > flow) & (union > 0)).ravel()),
+            ),
+        ]
         flat_out = out.reshape(t_count, h * w, 3)
-        chunks = range(0, idx.size, cfg.chunk_pixels)
-        for ci, start in enumerate(chunks):
-            sel = idx[start : start + cfg.chunk_pixels]
-            sub = progress.sub(ci / len(chunks), (ci + 1) / len(chunks))
-            vals = self._animate_pixels(sel, h, w, sampler, field, sub)
-            base = image.reshape(3, -1)[:, torch.from_numpy(sel)].T  # [n, 3]
-            m = torch.from_numpy(union.reshape(-1)[sel])[None, :, None]
-            blended = base[None] + m * (vals - base[None])
-            flat_out[:, sel] = blended.round().clamp(0, 255).to(torch.uint8).numpy()
+        total = sum(len(idx) for _, _, idx in plans)
+        done = 0
+        for synth, ids, idx in plans:
+            if idx.size == 0:
+                continue
+            field = EquirectSampler(self.velocity_field(regions, weights_np, ids))
+            for start in range(0, idx.size, cfg.chunk_pixels):
+                sel = idx[start : start + cfg.chunk_pixels]
+                sub = progress.sub(done / total, (done + len(sel)) / total)
+                vals = synth(pixel_dirs(sel, h, w), sampler, field, sub)
+                base = image.reshape(3, -1)[:, torch.from_numpy(sel)].T  # [n, 3]
+                m = torch.from_numpy(union.reshape(-1)[sel])[None, :, None]
+                blended = base[None] + m * (vals - base[None])
+                flat_out[:, sel] = blended.round().clamp(0, 255).to(torch.uint8).numpy()
+                done += len(sel)
         progress.update(1.0, f"{t_count} frames animated")
         return PanoVideo(out, cfg.fps, union.astype(np.float32))
 
-    def _animate_pixels(
-        self,
-        sel: np.ndarray,
-        h: int,
-        w: int,
-        image: EquirectSampler,
-        field: EquirectSampler,
-        progress: Progress,
+    def _flow_pixels(
+        self, p0: Tensor, image: EquirectSampler, field: EquirectSampler, progress: Progress
     ) -> Tensor:
-        """Flat pixel indices [n] -> [T, n, 3] float colours of the looping cross-fade."""
+        """Directions [n, 3] -> [T, n, 3] colours: the looping cross-fade of the backward
+        trace over t frames and the forward trace over T - t frames."""
         t_count = self.cfg.frames
         dt = 1.0 / self.cfg.fps
-        rows = torch.from_numpy(sel // w)
-        cols = torch.from_numpy(sel % w)
-        p0 = pixel_to_dir(rows.double(), cols.double(), h, w).float()
-        acc = torch.zeros(t_count, len(sel), 3)
+        acc = torch.zeros(t_count, len(p0), 3)
         acc[0] = image.at_dirs(p0)[0].T
         for sign, phase in ((-1.0, 0), (1.0, 1)):
             p = p0
@@ -195,6 +219,44 @@ class FlowAnimator:
                 acc[t] += wgt * image.at_dirs(p)[0].T
                 progress.update((phase * (t_count - 1) + s) / (2 * (t_count - 1)), "advecting")
         return acc
+
+    def _sway_pixels(
+        self, p0: Tensor, image: EquirectSampler, field: EquirectSampler, progress: Progress
+    ) -> Tensor:
+        """Directions [n, 3] -> [T, n, 3] colours of an oscillation along the field.
+
+        Pixel x at frame t shows the point reached by following the field for
+        tau(x, t) = (P / 2 pi) (sin(2 pi t / T + phi(x)) - sin(phi(x))) seconds (P = T / fps):
+        the peak speed is the region's speed, frame 0 is the input, and the clip is exactly
+        periodic. phi is a smooth random phase across the region, so a gust travels through
+        foliage instead of everything swinging in step.
+        """
+        cfg = self.cfg
+        t_count = cfg.frames
+        period = t_count / cfg.fps
+        phi = math.pi * SmoothNoise(cfg.noise_scale_deg, cfg.seed * 1000 + 999)(p0.double()).float()
+        acc = torch.zeros(t_count, len(p0), 3)
+        acc[0] = image.at_dirs(p0)[0].T
+        for t in range(1, t_count):
+            tau = (
+                period
+                / (2 * math.pi)
+                * (torch.sin(2 * math.pi * t / t_count + phi) - torch.sin(phi))
+            )
+            p = self.trace(p0, -tau[:, None], field, steps=_SWAY_STEPS)
+            acc[t] = image.at_dirs(p)[0].T
+            progress.update(t / (t_count - 1), "swaying")
+        return acc
+
+
+_SWAY_STEPS = 2  # RK2 steps per sway displacement (amplitudes are a few pixels)
+
+
+def pixel_dirs(flat: np.ndarray, h: int, w: int) -> Tensor:
+    """Flat pixel indices [n] of an H x W equirect -> [n, 3] float32 unit directions."""
+    rows = torch.from_numpy(flat // w).double()
+    cols = torch.from_numpy(flat % w).double()
+    return pixel_to_dir(rows, cols, h, w).float()
 
 
 __all__ = ["FlowAnimator", "FlowConfig", "SmoothNoise"]

@@ -140,3 +140,53 @@ def test_bad_config():
         FlowAnimator(FlowConfig(frames=1))
     with pytest.raises(InputError):
         FlowAnimator(FlowConfig(fps=0))
+
+
+def _sharpness(img, mask):
+    g = np.abs(np.diff(img.astype(np.float32), axis=1))
+    return float(g[mask[:, 1:]].mean())
+
+
+def test_sway_loops_exactly_without_double_images():
+    """A swaying region oscillates (frame 0 = input, static pixels exact) and stays as sharp
+    as the input, where a drifting (flow) region of the same speed is cross-faded."""
+    pano = _pano(96, 192, seed=4)
+    mask = _band(96, 192, slice(30, 70), slice(20, 170))
+    cfg = FlowConfig(frames=8, fps=8)
+    sway = FlowAnimator(cfg).run(pano, [Region("s", mask, 0.0, 20.0, 4, motion="sway")])
+    flow = FlowAnimator(cfg).run(pano, [Region("f", mask, 0.0, 20.0, 4, motion="flow")])
+    assert np.array_equal(sway.frames[0], pano.rgb)
+    assert static_max_error(sway.frames, pano.rgb, sway.weight) == 0
+    inner = _band(96, 192, slice(36, 64), slice(30, 160))
+    assert np.abs(sway.frames[2][inner].astype(int) - pano.rgb[inner]).mean() > 3  # it moves
+    s0 = _sharpness(pano.rgb, inner)
+    assert _sharpness(sway.frames[4], inner) > 0.85 * s0
+    assert _sharpness(flow.frames[4], inner) < _sharpness(sway.frames[4], inner)
+    loop = loop_discontinuity(sway.frames, sway.weight)
+    assert loop["ratio"] < 1.5
+
+
+def test_sway_displacement_is_bounded_by_its_amplitude():
+    """A longitude ramp encodes where each pixel samples from: the swing never exceeds the
+    peak-to-peak amplitude omega * P / pi, and reaches a good part of it."""
+    h, w = 90, 180
+    lon = (np.arange(w) + 0.5) / w  # 0..1 across the image
+    ramp = np.repeat(np.repeat((lon * 250)[None, :, None], h, 0), 3, 2).astype(np.uint8)
+    pano = Panorama(ramp, None, "ramp")
+    mask = _band(h, w, slice(30, 60), slice(40, 140))
+    speed, frames, fps = 10.0, 8, 4.0
+    video = FlowAnimator(FlowConfig(frames=frames, fps=fps, **RIGID)).run(
+        pano, [Region("s", mask, 0.0, speed, 0, motion="sway")]
+    )
+    deep = _band(h, w, slice(35, 55), slice(60, 120))
+    shift_deg = (video.frames[:, deep, 0].astype(float) - ramp[deep, 0]) / 250 * 360
+    amplitude = speed * (frames / fps) / math.pi  # peak to peak, degrees at the equator
+    assert np.abs(shift_deg).max() <= amplitude * 1.1 + 1.5
+    assert np.abs(shift_deg).max() >= 0.4 * amplitude
+
+
+def test_region_motion_kinds_validate():
+    from engine.io import validate_regions
+
+    with pytest.raises(InputError, match="motion"):
+        validate_regions([Region("x", np.ones((4, 8), bool), 0, 1, motion="spin")], (4, 8))
