@@ -82,12 +82,14 @@ def _generate(args: argparse.Namespace, inputs) -> int:
     from . import pipeline
     from .lift.raster import has_gsplat
 
-    cfg = pipeline.build_config(args.preset, frames=args.frames, animator=args.animator)
     if args.device == "cuda" and not has_gsplat():
         raise InputError("--device cuda: CUDA or gsplat is not available here; use --device cpu")
+    cfg = pipeline.build_config(
+        args.preset, frames=args.frames, animator=args.animator, device=args.device
+    )
     note = None
-    if not has_gsplat():
-        note = "note: no CUDA/gsplat here: lifting runs on the CPU with the pure-torch rasteriser"
+    if args.device == "cpu" or not has_gsplat():
+        note = "note: lifting runs on the CPU with the pure-torch rasteriser (no CUDA/gsplat)"
     cancel = CancelToken()
     bar = TerminalProgress(note=note)
     with _cancel_on_sigint(cancel):

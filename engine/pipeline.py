@@ -45,7 +45,7 @@ from .io import (
     validate_regions,
 )
 from .lift.optimize import LiftConfig, Lifter
-from .lift.raster import has_gsplat, render_view
+from .lift.raster import render_view
 from .metrics import (
     loop_discontinuity,
     peak_rss_mb,
@@ -92,7 +92,11 @@ class Inputs:
 
 
 def build_config(
-    preset: str = DEFAULT_PRESET, *, frames: int | None = None, animator: str = "flow"
+    preset: str = DEFAULT_PRESET,
+    *,
+    frames: int | None = None,
+    animator: str = "flow",
+    device: str = "auto",
 ) -> GenerateConfig:
     """The GenerateConfig of a named preset, with optional overrides."""
     if preset not in PRESETS:
@@ -106,6 +110,7 @@ def build_config(
         if not 2 <= frames <= 240:
             raise InputError(f"--frames must be between 2 and 240, got {frames}")
         parts["animate"] = dataclasses.replace(parts["animate"], frames=frames)
+    parts["lift"] = dataclasses.replace(parts["lift"], device=device)
     return dataclasses.replace(cfg, **parts)
 
 
@@ -210,7 +215,7 @@ class Checkpoints:
 
     def save_set(self, name: str, g: Gaussians) -> None:
         with atomic_file(self.path(name), suffix=".safetensors") as tmp:
-            save_file({k: v.contiguous() for k, v in g.tensors().items()}, str(tmp))
+            save_file({k: v.detach().cpu().contiguous() for k, v in g.tensors().items()}, str(tmp))
 
     def load_set(self, name: str) -> Gaussians | None:
         p = self.path(name)
@@ -285,7 +290,8 @@ def run(
     values["source_size"] = f"{loaded.pano.width}x{loaded.pano.height}"
     values["timings_s"] = report.timings
     values["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    values["device"] = "cuda (gsplat)" if has_gsplat() else "cpu (pure-torch rasteriser)"
+    on_cuda = values.pop("lift_device", "cpu").startswith("cuda")
+    values["device"] = "cuda (gsplat rasteriser)" if on_cuda else "cpu (pure-torch rasteriser)"
     atomic_write_json(out / "report.json", values)
     ckpt.remove()
     return values

@@ -38,7 +38,7 @@ from ..progress import Progress
 from ..sphere import ViewSetConfig, make_views, perspective_view
 from .init import InitConfig, area_resize, equal_area_grid, init_gaussians, sample_at_grid, subset
 from .losses import rgb_loss
-from .raster import render_view
+from .raster import has_gsplat, render_view
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class LiftConfig:
     eval_views: int = 6  # held-out views between the training rings
     eval_size: int = 256  # evaluation views (pixels), independent of the training size
     seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" (see lift_device)
     init: InitConfig = InitConfig()
 
 
@@ -75,7 +76,10 @@ class Targets:
     """Perspective crops of the frames, taken from an area-filtered copy of each frame whose
     angular resolution matches the views (no aliasing). Frames are filtered on first use."""
 
-    def __init__(self, frames: np.ndarray, view_size: int, fov_deg: float) -> None:
+    def __init__(
+        self, frames: np.ndarray, view_size: int, fov_deg: float, device: torch.device
+    ) -> None:
+        self.device = device
         px_deg = fov_deg / view_size
         self.height = int(min(frames.shape[1], max(16, round(180.0 / px_deg))))
         self.source = frames
@@ -84,7 +88,8 @@ class Targets:
     def __call__(self, t: int, view: View) -> Tensor:
         """[h, w, 3] float target for frame t."""
         if t not in self.cache:
-            self.cache[t] = _to_bchw(area_resize(np.asarray(self.source[t]), self.height))
+            frame = area_resize(np.asarray(self.source[t]), self.height)
+            self.cache[t] = _to_bchw(frame).to(self.device)
         return perspective_view(self.cache[t], view)[0].permute(1, 2, 0)
 
 
@@ -143,7 +148,15 @@ class _Params:
 
 
 def _render(g: Gaussians, view: View) -> Tensor:
-    return render_view(g, view, background=torch.zeros(3)).rgb
+    return render_view(g, view, background=torch.zeros(3, device=g.means.device)).rgb
+
+
+def lift_device(setting: str) -> torch.device:
+    """Where lifting runs: "cuda" (gsplat rasteriser) or "cpu" (pure-torch rasteriser);
+    "auto" picks CUDA when CUDA and gsplat are both available."""
+    if setting == "cuda" or (setting == "auto" and has_gsplat()):
+        return torch.device("cuda")
+    return torch.device("cpu")
 
 
 # ----------------------------------------------------------------------------------------
@@ -155,6 +168,7 @@ class Lifter:
 
     def __init__(self, cfg: LiftConfig = LiftConfig()) -> None:
         self.cfg = cfg
+        self.device = lift_device(cfg.device)
 
     def initial_sets(
         self, frames: np.ndarray, depth: np.ndarray, weight: np.ndarray
@@ -167,14 +181,15 @@ class Lifter:
         animated = area_resize((weight > 0).astype(np.float32), cfg.work_height) > 0
         dyn = sample_at_grid(animated.astype(np.float32), grid, nearest=True)[:, 0] > 0
         rgb = sample_at_grid(area_resize(np.asarray(frames[0]), cfg.work_height), grid) / 255
-        g = init_gaussians(grid, rgb, d[:, 0], cfg.init)
+        g = init_gaussians(grid, rgb, d[:, 0], cfg.init).to(self.device)
         self._grid = grid
+        dyn = dyn.to(self.device)
         return subset(g, ~dyn), subset(g, dyn), dyn
 
     def frame_colours(self, frame: np.ndarray, dyn: Tensor) -> Tensor:
         """SH DC of the dynamic samples taken from ``frame``: [M, 1, 3]."""
         rgb = sample_at_grid(area_resize(np.asarray(frame), self.cfg.work_height), self._grid)
-        return rgb_to_sh0((rgb[dyn] / 255).clamp(0, 1))[:, None, :]
+        return rgb_to_sh0((rgb.to(self.device)[dyn] / 255).clamp(0, 1))[:, None, :]
 
     def run(
         self,
@@ -197,13 +212,14 @@ class Lifter:
         torch.manual_seed(cfg.seed)
         rng = random.Random(cfg.seed)
         n_frames = frames.shape[0]
-        targets = Targets(frames, cfg.view_size, cfg.view_fov_deg)
+        targets = Targets(frames, cfg.view_size, cfg.view_fov_deg, self.device)
         static0, dyn0, dyn_mask = self.initial_sets(frames, depth, weight)
         region_views = self._region_views(weight)
         # share of progress: static phase, then one slot per later frame
         static_share = 0.5 if n_frames > 1 and len(dyn0) else 1.0
         if resume_static is not None and resume_dynamic:
-            static, dynamic = resume_static, list(resume_dynamic)
+            static = resume_static.to(self.device)
+            dynamic = [g.to(self.device) for g in resume_dynamic]
         else:
             static, d0 = self._fit_static(
                 static0, dyn0, targets, rng, progress.sub(0, static_share)
@@ -225,7 +241,8 @@ class Lifter:
         progress.update(1.0, "lifted")
         metrics = self.evaluate(static, dynamic, frames, weight)
         metrics.update(gaussians_static=len(static), gaussians_dynamic_per_frame=len(dynamic[0]))
-        return LiftResult(static, dynamic, metrics)
+        metrics["lift_device"] = str(self.device)
+        return LiftResult(static.to("cpu"), [g.to("cpu") for g in dynamic], metrics)
 
     # -- phases ------------------------------------------------------------------------
 
@@ -248,7 +265,7 @@ class Lifter:
         base = make_views(ViewSetConfig(fov_deg=cfg.view_fov_deg, size=cfg.view_size))
         for it in range(cfg.static_iters):
             g = Gaussians.cat([ps.gaussians(), pd.gaussians()])
-            loss = torch.zeros(())
+            loss = torch.zeros((), device=self.device)
             for _ in range(cfg.views_per_iter):
                 view = self._training_view(rng, base)
                 loss = loss + rgb_loss(_render(g, view), targets(0, view))
@@ -283,7 +300,7 @@ class Lifter:
         prev_full = Gaussians.cat([static, prev])
         for it in range(cfg.dynamic_iters):
             g = Gaussians.cat([static, pd.gaussians()])
-            loss = torch.zeros(())
+            loss = torch.zeros((), device=self.device)
             for _ in range(cfg.views_per_iter):
                 view = self._training_view(rng, region_views)
                 render = _render(g, view)
@@ -317,7 +334,7 @@ class Lifter:
         fixed evaluation size against full-detail targets; static-area flicker."""
         cfg = self.cfg
         size, fov = cfg.eval_size, cfg.view_fov_deg
-        targets = Targets(frames, size, fov)
+        targets = Targets(frames, size, fov, self.device)
         train = make_views(ViewSetConfig(fov_deg=fov, size=size))
         held = [dataclasses.replace(v, height=size, width=size) for v in heldout_views(cfg)]
         frame_ids = sorted({0, len(dynamic) // 2})
@@ -347,6 +364,7 @@ class Lifter:
         diffs = []
         for v in views:
             static_px = torch.from_numpy(np.asarray(perspective_view(animated, v)) == 0)
+            static_px = static_px.to(self.device)
             if not bool(static_px.any()):
                 continue
             prev = _render(Gaussians.cat([static, dynamic[0]]), v)
