@@ -147,10 +147,18 @@ def _print_summary(out: Path, r: dict) -> None:
     )
 
 
+def _scene_folder(path: str) -> Path:
+    """A scene folder, or a `generate` output folder that holds one in scene/."""
+    p = Path(path)
+    if not (p / "manifest.json").exists() and (p / "scene" / "manifest.json").is_file():
+        return p / "scene"
+    return p
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .scene import scene_info
 
-    info = scene_info(Path(args.scene))
+    info = scene_info(_scene_folder(args.scene))
     print(json.dumps(info, indent=2, default=str))
     return 0
 
@@ -158,7 +166,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .scene import export_ply_sequence, load_scene
 
-    scene = load_scene(Path(args.scene))
+    scene = load_scene(_scene_folder(args.scene))
     out = Path(args.out)
     if args.format == "ply":
         bar = TerminalProgress()
@@ -186,7 +194,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .scene import load_scene
     from .video import write_mp4
 
-    scene = load_scene(Path(args.scene))
+    scene = load_scene(_scene_folder(args.scene))
     cfg = OutputConfig(preview_size=args.size, preview_frames=args.frames, preview_fov_deg=args.fov)
     fps = args.fps or scene.fps
     bar = TerminalProgress()

@@ -27,7 +27,8 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
         "lift": {"work_height": 512, "view_size": 256, "static_iters": 40, "dynamic_iters": 2},
         "output": {"preview_size": (288, 512), "preview_frames": 32},
     },
-    # 4096x2048 panoramas: ~750k Gaussians and larger training views
+    # 4096x2048 panoramas: ~750k Gaussians and larger training views (a 1024-row grid with
+    # the same views scored lower held-out PSNR and took longer: docs/BENCHMARKS.md)
     "4k": {
         "animate": {"frames": 16},
         "lift": {"work_height": 768, "view_size": 384, "static_iters": 40, "dynamic_iters": 2},

@@ -32,8 +32,9 @@ from engine.io import (
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "resources" / "samples"
 PARK = SAMPLES / "park_2048x1024.png"
-PARK_ORIGINAL = Path("/work/shared/data/eilenriede-park_2048x1024.png")
-BIG_JPEG = Path("/work/shared/data/pannellum_examplepano_4096x2048.jpg")
+SHARED_DATA = ROOT.parent / "shared" / "data"  # the project's shared/ sits beside the clone
+PARK_ORIGINAL = SHARED_DATA / "eilenriede-park_2048x1024.png"
+BIG_JPEG = SHARED_DATA / "pannellum_examplepano_4096x2048.jpg"
 
 H, W = 128, 256  # the smallest valid panorama keeps these tests fast
 
