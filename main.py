@@ -6,18 +6,15 @@ import sys
 
 
 def main() -> int:
-    if len(sys.argv) == 1:
-        from engine.cli import build_parser
-
-        print(
-            "The desktop app is not in this build yet; the command line is:\n",
-            file=sys.stderr,
-        )
-        build_parser().print_help(sys.stderr)
-        return 2
+    from engine.cli import build_parser
     from engine.cli import main as cli_main
+    from viewer.commands import register
 
-    return cli_main(sys.argv[1:])
+    if len(sys.argv) == 1:
+        print("The desktop app is not in this build yet; the command line is:\n", file=sys.stderr)
+        build_parser([register]).print_help(sys.stderr)
+        return 2
+    return cli_main(sys.argv[1:], plugins=[register])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import Cancelled, InputError, Pano4DError
@@ -92,7 +92,7 @@ def _generate(args: argparse.Namespace, inputs) -> int:
         note = "note: lifting runs on the CPU with the pure-torch rasteriser (no CUDA/gsplat)"
     cancel = CancelToken()
     bar = TerminalProgress(note=note)
-    with _cancel_on_sigint(cancel):
+    with cancel_on_sigint(cancel):
         try:
             report = pipeline.run(
                 inputs, cfg, Path(args.out), callback=bar, cancel=cancel, resume=args.resume
@@ -113,6 +113,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         depth=Path(args.depth) if args.depth else None,
         direction_deg=args.direction,
         speed_deg_s=args.speed,
+        motion=args.motion,
     )
     return _generate(args, inputs)
 
@@ -147,7 +148,7 @@ def _print_summary(out: Path, r: dict) -> None:
     )
 
 
-def _scene_folder(path: str) -> Path:
+def scene_folder(path: str) -> Path:
     """A scene folder, or a `generate` output folder that holds one in scene/."""
     p = Path(path)
     if not (p / "manifest.json").exists() and (p / "scene" / "manifest.json").is_file():
@@ -158,7 +159,7 @@ def _scene_folder(path: str) -> Path:
 def cmd_info(args: argparse.Namespace) -> int:
     from .scene import scene_info
 
-    info = scene_info(_scene_folder(args.scene))
+    info = scene_info(scene_folder(args.scene))
     print(json.dumps(info, indent=2, default=str))
     return 0
 
@@ -166,7 +167,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .scene import export_ply_sequence, load_scene
 
-    scene = load_scene(_scene_folder(args.scene))
+    scene = load_scene(scene_folder(args.scene))
     out = Path(args.out)
     if args.format == "ply":
         bar = TerminalProgress()
@@ -178,7 +179,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -188,32 +189,11 @@ def _parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def cmd_render(args: argparse.Namespace) -> int:
-    from .pipeline import OutputConfig, preview_frames
-    from .progress import Progress
-    from .scene import load_scene
-    from .video import write_mp4
-
-    scene = load_scene(_scene_folder(args.scene))
-    cfg = OutputConfig(preview_size=args.size, preview_frames=args.frames, preview_fov_deg=args.fov)
-    fps = args.fps or scene.fps
-    bar = TerminalProgress()
-    cancel = CancelToken()
-    with _cancel_on_sigint(cancel):
-        try:
-            frames = preview_frames(scene, cfg, Progress("render", bar, cancel))
-            write_mp4(Path(args.out), frames, fps)
-        finally:
-            bar.close()
-    print(f"wrote {args.out}")
-    return 0
-
-
 # ----------------------------------------------------------------------------------------
 # parser and entry point
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         v = float(text)
     except ValueError:
@@ -230,7 +210,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
+    """The command line. Each plugin is called with the subparsers object and adds its own
+    commands (the viewer adds `render`, so that engine never imports the viewer)."""
     from .presets import DEFAULT_PRESET, PRESETS
 
     p = _Parser(
@@ -269,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--depth", help="depth panorama (distance along the ray): PNG16 (mm), EXR, TIFF, NPY"
     )
+    g.add_argument(
+        "--motion",
+        default="flow",
+        choices=["flow", "sway"],
+        help="--mask motion: flow drifts (clouds, water), sway oscillates (foliage)",
+    )
     g.add_argument("--frames", type=int, help="number of frames of the loop (default: preset)")
     g.add_argument(
         "--animator", default="flow", choices=["flow"], help="how the panorama is animated"
@@ -276,17 +264,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_run_options(g, None)
     g.set_defaults(func=cmd_generate)
-
-    r = sub.add_parser(
-        "render", help="render a look-around video of a scene (pure-torch rasteriser)"
-    )
-    r.add_argument("scene")
-    r.add_argument("--out", required=True)
-    r.add_argument("--size", type=_parse_size, default=(288, 512), help="WxH, default 512x288")
-    r.add_argument("--frames", type=int, default=48)
-    r.add_argument("--fps", type=_positive_float)
-    r.add_argument("--fov", type=_positive_float, default=90.0)
-    r.set_defaults(func=cmd_render)
 
     e = sub.add_parser("export", help="export a scene to other formats")
     e.add_argument("scene")
@@ -297,10 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="print a scene's manifest summary")
     i.add_argument("scene")
     i.set_defaults(func=cmd_info)
+    for plugin in plugins:
+        plugin(sub)
     return p
 
 
-class _cancel_on_sigint:
+class cancel_on_sigint:
     """First Ctrl-C sets the cancel token (clean stop, checkpoints kept); a second one kills."""
 
     def __init__(self, token: CancelToken) -> None:
@@ -323,8 +302,8 @@ class _cancel_on_sigint:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, plugins: Sequence[Callable] = ()) -> int:
+    parser = build_parser(plugins)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already printed as one line

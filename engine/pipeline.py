@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import shutil
 import time
 from collections.abc import Iterator
@@ -55,6 +54,7 @@ from .metrics import (
 from .presets import DEFAULT_PRESET, PRESETS
 from .progress import CancelToken, Progress, ProgressCallback
 from .scene import Scene4D, full_set_bytes, save_scene
+from .tour import look_around
 from .video import write_mp4
 
 STAGES = ("load", "animate", "depth", "lift", "save")
@@ -89,6 +89,7 @@ class Inputs:
     depth: Path | None = None
     direction_deg: float = 0.0  # motion of the --mask region
     speed_deg_s: float = 2.0
+    motion: str = "flow"  # of the --mask region: "flow" or "sway"
 
 
 def build_config(
@@ -137,7 +138,11 @@ def load_inputs(inputs: Inputs) -> Loaded:
     elif inputs.mask is not None:
         mask = load_mask(inputs.mask, size)
         regions = regions_from_mask(
-            mask, inputs.direction_deg, inputs.speed_deg_s, name=Path(inputs.mask).stem
+            mask,
+            inputs.direction_deg,
+            inputs.speed_deg_s,
+            name=Path(inputs.mask).stem,
+            motion=inputs.motion,
         )
     else:
         raise InputError(
@@ -151,7 +156,7 @@ def load_inputs(inputs: Inputs) -> Loaded:
 def _fingerprint(inputs: Inputs, cfg: GenerateConfig) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode())
-    h.update(json.dumps([inputs.direction_deg, inputs.speed_deg_s]).encode())
+    h.update(json.dumps([inputs.direction_deg, inputs.speed_deg_s, inputs.motion]).encode())
     for p in (inputs.panorama, inputs.mask, inputs.regions, inputs.depth):
         h.update(b"|")
         if p is not None:
@@ -401,22 +406,20 @@ def save_stage(
     }
 
 
-def tour_views(n: int, size: tuple[int, int], fov_deg: float) -> list[View]:
-    """A look-around tour: one full turn of yaw with a gentle pitch swing."""
-    return [
-        View(360.0 * i / n - 180.0, 12.0 * math.sin(2 * math.pi * i / n), fov_deg, size[0], size[1])
-        for i in range(n)
-    ]
-
-
 def preview_frames(scene: Scene4D, cfg: OutputConfig, progress: Progress) -> Iterator[np.ndarray]:
-    """Render the look-around tour from the scene, cycling through time."""
-    views = tour_views(cfg.preview_frames, cfg.preview_size, cfg.preview_fov_deg)
+    """The look-around preview of a generated scene (pure-torch rasteriser)."""
+    views = look_around(cfg.preview_frames, cfg.preview_size, cfg.preview_fov_deg)
+    return render_tour(scene, views, progress)
+
+
+def render_tour(scene: Scene4D, views: list[View], progress: Progress) -> Iterator[np.ndarray]:
+    """uint8 [H, W, 3] frames of ``scene`` along ``views`` with the pure-torch rasteriser,
+    scene time advancing one animation frame per video frame (looping)."""
     for i, view in enumerate(views):
         g = scene.frame(i % scene.n_frames)
         with torch.no_grad():
             rgb = render_view(g, view, background=torch.zeros(3)).rgb
-        progress.update((i + 1) / len(views), f"preview {i + 1}/{len(views)}")
+        progress.update((i + 1) / len(views), f"frame {i + 1}/{len(views)}")
         yield (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 

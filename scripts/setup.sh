@@ -5,6 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-.venv}"
 PY="${PYTHON:-python3}"
+# System libraries for headless OpenGL (Mesa llvmpipe through EGL): the GL renderer, its
+# tests and `render --backend gl` need them. Installed only when missing (root needed).
+if ! ldconfig -p | grep -q "libEGL.so.1" || [ ! -d /usr/lib/x86_64-linux-gnu/dri ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing Mesa EGL/OpenGL libraries"
+        apt-get update -qq && apt-get install -y -qq libegl1 libgl1 libgl1-mesa-dri libgbm1 >/dev/null
+    else
+        echo "note: Mesa EGL libraries missing; OpenGL rendering and its tests will be skipped" >&2
+    fi
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     echo "creating $VENV"
     "$PY" -m venv "$VENV"

@@ -33,6 +33,19 @@ def test_engine_modules_import_without_qt_or_gl():
     assert out.stdout.strip() == "ok"
 
 
+def test_viewer_modules_import_without_qt():
+    """viewer may use OpenGL but never PySide6 (the thin Qt widget lives in app/)."""
+    import viewer
+
+    names = [m.name for m in pkgutil.walk_packages(viewer.__path__, "viewer.")]
+    assert "viewer.commands" in names
+    blocker = BLOCKER.replace("'OpenGL', 'xr', 'glfw'", "'glfw'")
+    code = blocker + "\n".join(f"import {n}" for n in names)
+    code += "\nassert not [m for m in sys.modules if m.startswith('PySide6')]\nprint('ok')\n"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
 def test_blocker_really_blocks():
     """The check above can fail: importing a blocked module under the blocker raises."""
     code = BLOCKER + "import OpenGL\n"

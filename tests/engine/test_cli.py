@@ -53,7 +53,9 @@ def files(tmp_path_factory):
 
 
 def _run(argv, capsys):
-    code = cli.main(argv)
+    from viewer.commands import register
+
+    code = cli.main(argv, plugins=[register])
     captured = capsys.readouterr()
     return code, captured.err
 
@@ -299,19 +301,20 @@ def test_render_command(files, tmp_path, capsys):
     out = tmp_path / "run"
     inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
     pipeline.run(inputs, pipeline.build_config("preview", frames=2), out)
-    code, err = _run(
-        [
-            "render",
-            str(out / "scene"),
-            "--out",
-            str(tmp_path / "tour.mp4"),
-            "--size",
-            "96x64",
-            "--frames",
-            "5",
-        ],
-        capsys,
-    )
+    argv = ["render", str(out), "--out", str(tmp_path / "tour.mp4"), "--size", "96x64"]
+    code, err = _run([*argv, "--frames", "5", "--backend", "torch", "--tour", "orbit"], capsys)
     assert code == 0, err
     frames = read_mp4(tmp_path / "tour.mp4")
     assert frames.shape == (5, 64, 96, 3) and frames.mean() > 10
+    # a bad camera path is one line, exit 2, no video
+    (tmp_path / "path.json").write_text('{"format": "pano4d-camera-path", "version": 1}')
+    bad = [
+        "render",
+        str(out),
+        "--out",
+        str(tmp_path / "bad.mp4"),
+        "--tour",
+        str(tmp_path / "path.json"),
+    ]
+    code, err = _run(bad, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "bad.mp4").exists()

@@ -1,0 +1,101 @@
+"""Viewer commands added to the command line by ``main.py`` (engine never imports viewer).
+
+``render SCENE --out video.mp4 [--backend auto|gl|torch] [--tour look-around|orbit|PATH]``
+renders a camera tour of a scene to an MP4. ``gl`` is the real-time OpenGL splat renderer
+drawing into an offscreen framebuffer (EGL, no window); ``torch`` is the pure-torch
+reference rasteriser; ``auto`` uses OpenGL when a context can be made and says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from engine.cli import TerminalProgress, cancel_on_sigint, parse_size, positive_float, scene_folder
+from engine.errors import InputError
+from engine.progress import CancelToken, Progress
+from engine.scene import Scene4D, load_scene
+from engine.tour import make_tour
+from engine.video import write_mp4
+
+
+def gl_frames(scene: Scene4D, views, progress: Progress) -> Iterator[np.ndarray]:
+    """uint8 frames of ``scene`` along ``views`` with the OpenGL renderer (offscreen)."""
+    from .offscreen import OffscreenRenderer
+
+    h, w = views[0].height, views[0].width
+    renderer = OffscreenRenderer(w, h)
+    try:
+        for i, view in enumerate(views):
+            rgb = renderer.render(scene.frame(i % scene.n_frames), view)
+            progress.update((i + 1) / len(views), f"frame {i + 1}/{len(views)}")
+            yield (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
+    finally:
+        renderer.close()
+
+
+def choose_backend(requested: str) -> str:
+    """ "gl" or "torch" for a --backend setting; "gl" without a context is an input error."""
+    if requested == "torch":
+        return "torch"
+    try:
+        from .gl.context import has_gl
+
+        ok, reason = has_gl()
+    except ImportError as e:  # PyOpenGL or the GL module missing
+        ok, reason = False, str(e)
+    if ok:
+        return "gl"
+    if requested == "gl":
+        raise InputError(f"--backend gl: no OpenGL context can be made here ({reason})")
+    print(
+        f"note: OpenGL unavailable ({reason}); rendering with the pure-torch rasteriser",
+        file=sys.stderr,
+    )
+    return "torch"
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from engine.pipeline import render_tour
+
+    scene = load_scene(scene_folder(args.scene))
+    if args.frames < 1:
+        raise InputError(f"--frames must be at least 1, got {args.frames}")
+    views = make_tour(args.tour, args.frames, args.size, args.fov)
+    backend = choose_backend(args.backend)
+    bar = TerminalProgress()
+    cancel = CancelToken()
+    progress = Progress("render", bar, cancel)
+    with cancel_on_sigint(cancel):
+        try:
+            if backend == "gl":
+                frames = gl_frames(scene, views, progress)
+            else:
+                frames = render_tour(scene, views, progress)
+            write_mp4(Path(args.out), frames, args.fps or scene.fps)
+        finally:
+            bar.close()
+    print(f"wrote {args.out} ({len(views)} frames, {backend} renderer)")
+    return 0
+
+
+def register(sub) -> None:
+    """Add the viewer's commands to the CLI's subparsers."""
+    r = sub.add_parser("render", help="render a camera tour of a scene to an MP4")
+    r.add_argument("scene", help="a scene folder (or a generate output folder)")
+    r.add_argument("--out", required=True, help="output .mp4")
+    r.add_argument("--backend", default="auto", choices=["auto", "gl", "torch"])
+    r.add_argument(
+        "--tour",
+        default="look-around",
+        help="look-around (default), orbit, or a camera path file (JSON keyframes)",
+    )
+    r.add_argument("--size", type=parse_size, default=(288, 512), help="WxH, default 512x288")
+    r.add_argument("--frames", type=int, default=48)
+    r.add_argument("--fps", type=positive_float, help="default: the scene's fps")
+    r.add_argument("--fov", type=positive_float, default=90.0, help="horizontal, degrees")
+    r.set_defaults(func=cmd_render)
