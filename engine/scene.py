@@ -635,3 +635,75 @@ def read_ply(path: PathLike) -> Gaussians:
         opacities=tail[:, 0].contiguous(),
         sh=sh,
     )
+
+
+# --------------------------------------------------------------------------- opening anything
+
+
+def _common_prefix(frames: list[Gaussians]) -> int:
+    """Number of leading Gaussians identical (every field) in all frames."""
+    n = min(len(f) for f in frames)
+    if n == 0 or len(frames) < 2:
+        return 0
+    same = torch.ones(n, dtype=torch.bool)
+    first = frames[0].tensors()
+    for f in frames[1:]:
+        for name, t in f.tensors().items():
+            same &= (t[:n] == first[name][:n]).reshape(n, -1).all(dim=1)
+    bad = torch.nonzero(~same)
+    return int(bad[0]) if len(bad) else n
+
+
+def _ply_sequence(folder: Path) -> list[Path]:
+    """frame_NNNN.ply files of a folder, in frame order (numbers must run 0, 1, 2, ...)."""
+    found = {}
+    for p in folder.glob("frame_*.ply"):
+        stem = p.stem.removeprefix("frame_")
+        if stem.isdigit():
+            found[int(stem)] = p
+    if not found:
+        return []
+    numbers = sorted(found)
+    if numbers != list(range(len(numbers))):
+        missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))[:5]
+        raise FormatError(f"{folder}: PLY sequence has gaps (missing frame(s) {missing})")
+    return [found[i] for i in numbers]
+
+
+def open_scene(path: PathLike, *, fps: float = 8.0) -> Scene4D:
+    """Open whatever a user points the viewer or ``render`` at, as a Scene4D:
+
+    - a native scene folder (``manifest.json``), or a ``generate`` output folder holding one
+      in ``scene/``;
+    - a single standard 3DGS ``.ply``: one static set, one frame;
+    - a folder of ``frame_0000.ply``, ``frame_0001.ply``, ...: a 4D sequence (``fps`` frames
+      per second). Gaussians that are identical and in the same place at the start of every
+      frame (as in Pano4D's own export: static set first) become the static set, the rest
+      the per-frame dynamic sets.
+
+    Anything else raises :class:`FormatError` with one line.
+    """
+    p = Path(path)
+    if p.is_dir() and (p / MANIFEST).exists():
+        return load_scene(p)
+    if p.is_dir() and (p / "scene" / MANIFEST).is_file():
+        return load_scene(p / "scene")
+    if p.is_file() and p.suffix.lower() == ".ply":
+        g = read_ply(p)
+        return Scene4D(g, [Gaussians.empty(g.sh_degree)], fps, {"source": str(p)})
+    if p.is_dir():
+        files = _ply_sequence(p)
+        if files:
+            frames = [read_ply(f) for f in files]
+            if len({f.sh_degree for f in frames}) != 1:
+                raise FormatError(f"{p}: the PLY frames have different SH degrees")
+            k = _common_prefix(frames)
+            static = Gaussians(**{n: t[:k] for n, t in frames[0].tensors().items()})
+            dynamic = [Gaussians(**{n: t[k:] for n, t in f.tensors().items()}) for f in frames]
+            return Scene4D(static, dynamic, fps, {"source": str(p), "frames": len(files)})
+        raise FormatError(
+            f"{p}: not a Pano4D scene (no manifest.json) and no frame_0000.ply sequence in it"
+        )
+    if not p.exists():
+        raise FormatError(f"{p}: not found")
+    raise FormatError(f"{p}: not a scene folder or a .ply file")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cli import TerminalProgress, cancel_on_sigint, parse_size, positive_float, scene_folder
+from engine.cli import TerminalProgress, cancel_on_sigint, parse_size, positive_float
 from engine.errors import InputError
 from engine.progress import CancelToken, Progress
-from engine.scene import Scene4D, load_scene
+from engine.scene import Scene4D, open_scene
 from engine.tour import make_tour
 from engine.video import write_mp4
 
@@ -62,7 +62,7 @@ def choose_backend(requested: str) -> str:
 def cmd_render(args: argparse.Namespace) -> int:
     from engine.pipeline import render_tour
 
-    scene = load_scene(scene_folder(args.scene))
+    scene = open_scene(args.scene)
     if args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
     views = make_tour(args.tour, args.frames, args.size, args.fov)
@@ -86,7 +86,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     """Add the viewer's commands to the CLI's subparsers."""
     r = sub.add_parser("render", help="render a camera tour of a scene to an MP4")
-    r.add_argument("scene", help="a scene folder (or a generate output folder)")
+    r.add_argument(
+        "scene", help="a scene folder, a generate output folder, a .ply or a frame_*.ply folder"
+    )
     r.add_argument("--out", required=True, help="output .mp4")
     r.add_argument("--backend", default="auto", choices=["auto", "gl", "torch"])
     r.add_argument(

@@ -682,3 +682,39 @@ def test_shared_file_missing_or_wrong_is_a_format_error(tmp_path):
     (tmp_path / "t" / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(FormatError, match="dynamic_shared_fields"):
         load_scene(tmp_path / "t")
+
+
+def test_open_scene_accepts_folder_output_ply_and_sequence(tmp_path):
+    sc = _shared_scene(frames=3, n=20)
+    save_scene(sc, tmp_path / "run" / "scene")
+    a = scene.open_scene(tmp_path / "run" / "scene")
+    b = scene.open_scene(tmp_path / "run")  # a generate output folder
+    assert a.n_frames == b.n_frames == 3
+    # PLY sequence as exported: static first, so the split is recovered exactly
+    export_ply_sequence(sc, tmp_path / "ply")
+    seq = scene.open_scene(tmp_path / "ply", fps=10)
+    assert seq.n_frames == 3 and seq.fps == 10
+    assert len(seq.static) == len(sc.static)
+    for t in range(3):
+        assert torch.allclose(seq.frame(t).means, sc.frame(t).means)
+        assert len(seq.dynamic[t]) == len(sc.dynamic[t])
+    single = scene.open_scene(tmp_path / "ply" / "frame_0001.ply")
+    assert single.n_frames == 1 and len(single.static) == len(sc.frame(1))
+
+
+def test_open_scene_errors_are_one_line(tmp_path):
+    export_ply_sequence(_shared_scene(frames=3, n=5), tmp_path / "gap")
+    (tmp_path / "gap" / "frame_0001.ply").unlink()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "x.txt").write_text("hello")
+    (tmp_path / "bad.ply").write_bytes(b"ply\nformat nonsense\n")
+    for target, match in [
+        (tmp_path / "gap", "gaps"),
+        (tmp_path / "empty", "not a Pano4D scene"),
+        (tmp_path / "nope", "not found"),
+        (tmp_path / "x.txt", "not a scene"),
+        (tmp_path / "bad.ply", "bad.ply"),
+    ]:
+        with pytest.raises(FormatError, match=match) as e:
+            scene.open_scene(target)
+        assert "\n" not in str(e.value)
