@@ -38,6 +38,7 @@ import torch
 from OpenGL import GL
 
 from engine.gaussians import Gaussians
+from engine.lift.raster import quat_to_rotmat
 
 from .gl.shaders import load_program
 
@@ -52,23 +53,7 @@ def pack_splats(g: Gaussians) -> tuple[np.ndarray, np.ndarray]:
     """[N, 12] float32 splat rows and [N, K*3] float32 SH rows for the SSBOs."""
     with torch.no_grad():
         means = g.means.detach().to("cpu", torch.float64)
-        q = g.quats.detach().to("cpu", torch.float64)
-        q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-        w, x, y, z = q.unbind(-1)
-        rot = torch.stack(
-            [
-                1 - 2 * (y * y + z * z),
-                2 * (x * y - w * z),
-                2 * (x * z + w * y),
-                2 * (x * y + w * z),
-                1 - 2 * (x * x + z * z),
-                2 * (y * z - w * x),
-                2 * (x * z - w * y),
-                2 * (y * z + w * x),
-                1 - 2 * (x * x + y * y),
-            ],
-            -1,
-        ).reshape(-1, 3, 3)
+        rot = quat_to_rotmat(g.quats.detach().to("cpu", torch.float64))  # [N, 3, 3]
         rs = rot * torch.exp(g.log_scales.detach().to("cpu", torch.float64)).unsqueeze(-2)
         cov = rs @ rs.transpose(-1, -2)
         opac = torch.sigmoid(g.opacities.detach().to("cpu", torch.float64))
