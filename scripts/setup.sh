@@ -15,6 +15,20 @@ if ! ldconfig -p | grep -q "libEGL.so.1" || [ ! -d /usr/lib/x86_64-linux-gnu/dri
         echo "note: Mesa EGL libraries missing; OpenGL rendering and its tests will be skipped" >&2
     fi
 fi
+# Xvfb and Qt's xcb runtime libraries: the viewer window (`main.py view`) and the tests
+# marked qt (run under a private Xvfb). Installed only when missing (root needed).
+if ! command -v Xvfb >/dev/null || ! ldconfig -p | grep -q "libxcb-cursor.so.0" \
+    || ! ldconfig -p | grep -q "libxkbcommon-x11.so.0"; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing Xvfb and Qt's xcb libraries"
+        apt-get update -qq && apt-get install -y -qq xvfb libxcb-cursor0 libxcb-icccm4 \
+            libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xinerama0 \
+            libxkbcommon-x11-0 libxcb-shape0 libxcb-randr0 libxcb-xfixes0 libegl1 libgl1 \
+            libgl1-mesa-dri libfontconfig1 libdbus-1-3 >/dev/null
+    else
+        echo "note: Xvfb / Qt xcb libraries missing; the viewer window and qt tests need them" >&2
+    fi
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     echo "creating $VENV"
     "$PY" -m venv "$VENV"

@@ -45,3 +45,52 @@ def textured_equirect(height: int, width: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def smooth_pano():
     return smooth_equirect(256, 512)
+
+
+# --------------------------------------------------------------------------- Qt tests: Xvfb
+
+
+def _start_xvfb(config) -> None:
+    """Start a private Xvfb (a free display number, chosen by Xvfb itself) and point DISPLAY
+    and QT_QPA_PLATFORM at it for this process; stopped when the session ends."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("Xvfb")
+    if exe is None:
+        return  # tests marked qt skip themselves ("Xvfb not installed")
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        [exe, "-displayfd", str(w), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+        pass_fds=(w,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(w)
+    with os.fdopen(r) as f:
+        number = f.readline().strip()  # written once the server accepts connections
+    if not number:
+        proc.kill()
+        proc.wait()
+        return
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        os.environ.pop("DISPLAY", None)
+
+    config.add_cleanup(stop)
+    os.environ["DISPLAY"] = f":{number}"
+    os.environ["QT_QPA_PLATFORM"] = "xcb"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Only when tests marked ``qt`` are collected and no DISPLAY is set: start Xvfb (engine
+    and EGL tests never need X)."""
+    if os.environ.get("DISPLAY") or not any(i.get_closest_marker("qt") for i in items):
+        return
+    _start_xvfb(config)

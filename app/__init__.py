@@ -1,0 +1,8 @@
+"""The desktop app: PySide6 windows and widgets. ``app/`` is the only Qt layer (DESIGN.md
+section 1): ``engine`` and ``viewer`` never import PySide6; ``app`` uses both.
+
+Importing ``app`` itself (or :mod:`app.commands`, which ``main.py`` always imports) loads
+neither Qt nor OpenGL. The modules that draw with OpenGL inside Qt (:mod:`app.gl_widget`,
+:mod:`app.viewer_window`) switch PyOpenGL to its GLX platform — Qt's context under X11 —
+when ``OpenGL`` has not been imported yet (PyOpenGL picks its platform once).
+"""
