@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (  # noqa: E402
 )
 
 from engine.errors import InputError  # noqa: E402
-from engine.scene import Scene4D  # noqa: E402
+from engine.scene import Scene4D, open_scene  # noqa: E402
 from viewer.playback import Playback  # noqa: E402
 
 from .gl_widget import SceneGLWidget  # noqa: E402
@@ -53,13 +53,6 @@ def open_any(path: str | os.PathLike[str]) -> Scene4D:
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
-    try:
-        from engine.scene import open_scene
-    except ImportError:  # older engine: native folders only
-        from engine.cli import scene_folder
-        from engine.scene import load_scene
-
-        return load_scene(scene_folder(str(p)))
     return open_scene(p)
 
 
