@@ -19,7 +19,8 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .animate import FlowConfig, PanoVideo, get_animator
 from .camera import View
-from .depth import DepthConfig, DepthStage
+from .depth import DepthConfig, DepthStage, PanoDepth
 from .errors import InputError
 from .fsutil import atomic_file, atomic_write_json
 from .gaussians import Gaussians
@@ -234,21 +235,14 @@ class Checkpoints:
 # the pipeline
 
 
-@dataclass
-class Report:
-    values: dict = field(default_factory=dict)
-    timings: dict = field(default_factory=dict)
-
-
-class _Timer:
-    def __init__(self, report: Report, stage: str) -> None:
-        self.report, self.stage = report, stage
-
-    def __enter__(self) -> None:
-        self.t0 = time.monotonic()
-
-    def __exit__(self, *exc: object) -> None:
-        self.report.timings[self.stage] = round(time.monotonic() - self.t0, 3)
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Record the wall time of the block in ``timings[stage]`` (seconds)."""
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        timings[stage] = round(time.monotonic() - t0, 3)
 
 
 def _stage_progress(callback: ProgressCallback | None, cancel: CancelToken) -> dict[str, Progress]:
@@ -271,9 +265,9 @@ def run(
     """Generate a 4D scene from ``inputs`` into folder ``out``; returns the report dict."""
     cancel = cancel or CancelToken()
     prog = _stage_progress(callback, cancel)
-    report = Report()
+    timings: dict[str, float] = {}
     out = Path(out)
-    with _Timer(report, "load"):
+    with _timed(timings, "load"):
         prog["load"].update(0.0, f"reading {Path(inputs.panorama).name}")
         loaded = load_inputs(inputs)
         if out.exists() and not out.is_dir():
@@ -282,18 +276,18 @@ def run(
         prog["load"].update(
             1.0, f"{loaded.pano.width}x{loaded.pano.height}, {len(loaded.regions)} region(s)"
         )
-    with _Timer(report, "animate"):
+    with _timed(timings, "animate"):
         video = animate_stage(loaded, cfg, ckpt, prog["animate"])
-    with _Timer(report, "depth"):
+    with _timed(timings, "depth"):
         depth = depth_stage(loaded, cfg, video, ckpt, prog["depth"])
-    with _Timer(report, "lift"):
+    with _timed(timings, "lift"):
         scene, lift_metrics = lift_stage(loaded, cfg, video, depth, ckpt, prog["lift"])
-    with _Timer(report, "save"):
+    with _timed(timings, "save"):
         values = save_stage(loaded, cfg, video, scene, out, prog["save"])
     values.update(lift_metrics)
     values.update(_video_metrics(loaded.pano, video))
     values["source_size"] = f"{loaded.pano.width}x{loaded.pano.height}"
-    values["timings_s"] = report.timings
+    values["timings_s"] = timings
     values["peak_rss_mb"] = round(peak_rss_mb(), 1)
     on_cuda = values.pop("lift_device", "cpu").startswith("cuda")
     values["device"] = "cuda (gsplat rasteriser)" if on_cuda else "cpu (pure-torch rasteriser)"
@@ -323,8 +317,6 @@ def animate_stage(
 def depth_stage(
     loaded: Loaded, cfg: GenerateConfig, video: PanoVideo, ckpt: Checkpoints, progress: Progress
 ):
-    from .depth import PanoDepth
-
     size = (cfg.lift.work_height * 2, cfg.lift.work_height * 4)  # 2x the Gaussian grid
     if ckpt.done("depth"):
         d = np.load(ckpt.path("depth.npy"))
