@@ -18,6 +18,7 @@ current GLX context on Mesa).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -212,7 +213,9 @@ class SceneGLWidget(QOpenGLWidget):
         state = self.camera.state
         if self._requested_key != key or needs_resort(self._requested_state, state):
             if r.count > 0 and not self.sorter.closed:
-                self.sorter.request(r.means(), view_gl, frame_id=key)
+                # RuntimeError: the sorter is shutting down (the window is closing)
+                with contextlib.suppress(RuntimeError):
+                    self.sorter.request(r.means(), view_gl, frame_id=key)
             self._requested_key, self._requested_state = key, state
         latest = self.sorter.latest()
         if latest is not None:

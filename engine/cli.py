@@ -169,6 +169,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     scene = load_scene(scene_folder(args.scene))
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
     if args.format == "ply":
         bar = TerminalProgress()
         try:
@@ -191,6 +193,14 @@ def parse_size(text: str) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------------------
 # parser and entry point
+
+
+def fov_degrees(text: str) -> float:
+    """A horizontal field of view for a pinhole camera: 1..170 degrees."""
+    v = positive_float(text)
+    if not 1.0 <= v <= 170.0:
+        raise argparse.ArgumentTypeError(f"field of view must be within 1..170 degrees, got {text}")
+    return v
 
 
 def positive_float(text: str) -> float:

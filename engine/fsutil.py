@@ -69,6 +69,12 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def readable_by_all(path: str | os.PathLike[str]) -> None:
+    """Give a file the ordinary permissions for this umask (writers such as safetensors
+    create their files 0600, which other users could not read)."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def _temp_name(final: Path, kind: str, suffix: str = "") -> Path:
     """A new empty file beside ``final`` with the permissions a plain ``open`` would give."""
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.{kind}-", suffix=suffix, dir=final.parent)

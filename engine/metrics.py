@@ -7,7 +7,10 @@ values well above 1 mean a visible jump:
 - ``seam_discontinuity``: mean |col 0 - col W-1| / mean |col c - col c+1| (all rows,
   frames, channels), measured on the animated panorama.
 - ``loop_discontinuity``: mean |frame 0 - frame T-1| / mean over t of |frame t+1 - frame t|,
-  over the animated pixels only (static pixels do not change at all).
+  over the animated pixels only (static pixels do not change at all); None (null) for
+  fewer than 3 frames, where the loop step is the only step.
+- ``seam_discontinuity_input``: the same seam figure for the input panorama, so a seam
+  that was already in the input is not blamed on the animation.
 - ``static_max_error``: max |frame t - input| over static pixels and all frames (must be 0).
 - ``static_flicker``: mean |render(t+1) - render(t)| over view pixels that see only static
   scene, in 0..255 units (0 for a perfect static/dynamic split).
@@ -37,8 +40,8 @@ def seam_discontinuity(frames: np.ndarray) -> dict[str, float]:
 def loop_discontinuity(frames: np.ndarray, weight: np.ndarray | None = None) -> dict[str, float]:
     """frames [T, H, W, 3]; weight [H, W] (> 0 = animated) -> {loop, typical, ratio}."""
     t = frames.shape[0]
-    if t < 2:
-        return {"loop": 0.0, "typical": 0.0, "ratio": 0.0}
+    if t < 3:  # with 2 frames the loop step is the only step: nothing to compare with
+        return {"loop": 0.0, "typical": 0.0, "ratio": None}
     sel = (weight > 0) if weight is not None else np.ones(frames.shape[1:3], bool)
     if not sel.any():
         return {"loop": 0.0, "typical": 0.0, "ratio": 0.0}

@@ -321,9 +321,11 @@ def depth_stage(
     if ckpt.done("depth"):
         d = np.load(ckpt.path("depth.npy"))
         progress.update(1.0, "resumed from checkpoint")
-        return PanoDepth(np.broadcast_to(d, (video.n_frames, *d.shape)), "checkpoint")
+        source = ckpt.state.get("depth_source", "checkpoint")
+        return PanoDepth(np.broadcast_to(d, (video.n_frames, *d.shape)), source)
     depth = DepthStage(cfg.depth).run(video.n_frames, size, loaded.user_depth, progress)
     ckpt.save_array("depth.npy", np.ascontiguousarray(depth.depth[0]))
+    ckpt.state["depth_source"] = depth.source
     ckpt.mark("depth")
     return depth
 
@@ -418,6 +420,7 @@ def render_tour(scene: Scene4D, views: list[View], progress: Progress) -> Iterat
 def _video_metrics(pano: Panorama, video: PanoVideo) -> dict:
     return {
         "seam_discontinuity": seam_discontinuity(video.frames)["ratio"],
+        "seam_discontinuity_input": seam_discontinuity(pano.rgb)["ratio"],
         "loop_discontinuity": loop_discontinuity(video.frames, video.weight)["ratio"],
         "static_max_error": static_max_error(video.frames, pano.rgb, video.weight),
         "animated_fraction": float((video.weight > 0).mean()),

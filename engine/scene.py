@@ -89,7 +89,7 @@ from torch import Tensor
 
 from . import __version__
 from .errors import FormatError, InputError
-from .fsutil import atomic_dir, atomic_file, fsync_file, to_json, tree_size
+from .fsutil import atomic_dir, atomic_file, fsync_file, readable_by_all, to_json, tree_size
 from .gaussians import Gaussians
 from .progress import Progress, ProgressCallback
 
@@ -252,6 +252,7 @@ def _write_tensors(
     }
     meta = {"format": FORMAT_NAME, "version": str(FORMAT_VERSION)}
     safetensors.torch.save_file(tensors, str(path), metadata=meta)
+    readable_by_all(path)
 
 
 def _check_replaceable(folder: Path) -> None:

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cli import TerminalProgress, cancel_on_sigint, parse_size, positive_float
+from engine.cli import (
+    TerminalProgress,
+    cancel_on_sigint,
+    fov_degrees,
+    parse_size,
+    positive_float,
+)
 from engine.errors import InputError
 from engine.progress import CancelToken, Progress
 from engine.scene import Scene4D, open_scene
@@ -99,5 +105,5 @@ def register(sub) -> None:
     r.add_argument("--size", type=parse_size, default=(288, 512), help="WxH, default 512x288")
     r.add_argument("--frames", type=int, default=48)
     r.add_argument("--fps", type=positive_float, help="default: the scene's fps")
-    r.add_argument("--fov", type=positive_float, default=90.0, help="horizontal, degrees")
+    r.add_argument("--fov", type=fov_degrees, default=90.0, help="horizontal, degrees (1..170)")
     r.set_defaults(func=cmd_render)

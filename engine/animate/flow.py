@@ -53,7 +53,7 @@ class FlowConfig:
     turbulence: float = 0.35  # relative variation of speed across the region
     wobble_deg: float = 25.0  # variation of direction across the region
     noise_scale_deg: float = 20.0  # size of the speed / direction variations
-    chunk_pixels: int = 1 << 18  # animated pixels processed at once (bounds memory)
+    chunk_pixels: int = 1 << 18  # animated pixels per chunk at 16 frames (scaled by 16/T)
     seed: int = 0
 
 
@@ -188,8 +188,10 @@ class FlowAnimator:
             if idx.size == 0:
                 continue
             field = EquirectSampler(self.velocity_field(regions, weights_np, ids))
-            for start in range(0, idx.size, cfg.chunk_pixels):
-                sel = idx[start : start + cfg.chunk_pixels]
+            # the per-chunk buffers are [T, chunk, 3]: keep them the same size for any T
+            chunk = max(4096, cfg.chunk_pixels * 16 // t_count)
+            for start in range(0, idx.size, chunk):
+                sel = idx[start : start + chunk]
                 sub = progress.sub(done / total, (done + len(sel)) / total)
                 vals = synth(pixel_dirs(sel, h, w), sampler, field, sub)
                 base = image.reshape(3, -1)[:, torch.from_numpy(sel)].T  # [n, 3]

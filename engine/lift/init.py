@@ -75,6 +75,25 @@ def sample_at_grid(image: np.ndarray, grid: SampleGrid, nearest: bool = False) -
     return sample_equirect(t, row, col)[0].T.contiguous()
 
 
+def footprint_any(mask: np.ndarray, grid: SampleGrid) -> Tensor:
+    """[N] bool: does any pixel of ``mask`` fall in each grid sample's footprint?
+
+    mask: np.ndarray  # [h, 2h] bool at the grid's own resolution (h = grid rows)
+    A sample covers its row and the longitude span [lon - d_lon/2, lon + d_lon/2], which
+    spans several mask columns away from the equator; the test uses a row-wise prefix sum
+    (tiled three times, so spans that cross the seam wrap).
+    """
+    h, w = mask.shape
+    counts = np.concatenate([np.zeros((h, 1)), np.cumsum(np.tile(mask, (1, 3)), axis=1)], 1)
+    rows = torch.round((0.5 - grid.lat / math.pi) * h - 0.5).long().clamp(0, h - 1)
+    lo = ((grid.lon - grid.d_lon / 2) / (2 * math.pi) + 0.5) * w
+    hi = ((grid.lon + grid.d_lon / 2) / (2 * math.pi) + 0.5) * w
+    first = torch.floor(lo + 1e-9).long() + w  # first column touched (shifted into copy 2)
+    last = torch.ceil(hi - 1e-9).long() + w  # one past the last column touched
+    c = torch.from_numpy(counts)
+    return (c[rows, last] - c[rows, first]) > 0
+
+
 def tangent_frames(lon: Tensor, lat: Tensor) -> Tensor:
     """[N, 3, 3] rotation matrices whose columns are (east, north, inward normal): the
     right-handed local frame of a disc facing the viewer at the origin."""

@@ -36,7 +36,15 @@ from ..camera import View
 from ..gaussians import Gaussians, rgb_to_sh0
 from ..progress import Progress
 from ..sphere import ViewSetConfig, make_views, perspective_view
-from .init import InitConfig, area_resize, equal_area_grid, init_gaussians, sample_at_grid, subset
+from .init import (
+    InitConfig,
+    area_resize,
+    equal_area_grid,
+    footprint_any,
+    init_gaussians,
+    sample_at_grid,
+    subset,
+)
 from .losses import rgb_loss
 from .raster import has_gsplat, render_view
 
@@ -98,10 +106,19 @@ def _to_bchw(image: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None] / 255
 
 
-def _random_view(rng: random.Random, cfg: LiftConfig) -> View:
-    yaw = rng.uniform(-180.0, 180.0)
-    pitch = math.degrees(math.asin(rng.uniform(-1.0, 1.0)))
-    return View(yaw, pitch, cfg.view_fov_deg, cfg.view_size, cfg.view_size)
+HELDOUT_CLEARANCE_DEG = 20.0  # random training cameras never look this close to a held-out one
+
+
+def _random_view(rng: random.Random, cfg: LiftConfig, avoid: np.ndarray) -> View:
+    """A uniformly random direction at the origin, at least HELDOUT_CLEARANCE_DEG away from
+    every direction in ``avoid`` [M, 3] (the held-out evaluation views stay held out)."""
+    limit = math.cos(math.radians(HELDOUT_CLEARANCE_DEG))
+    while True:
+        yaw = rng.uniform(-180.0, 180.0)
+        pitch = math.degrees(math.asin(rng.uniform(-1.0, 1.0)))
+        view = View(yaw, pitch, cfg.view_fov_deg, cfg.view_size, cfg.view_size)
+        if len(avoid) == 0 or float((avoid @ view.forward()).max()) < limit:
+            return view
 
 
 def heldout_views(cfg: LiftConfig) -> list[View]:
@@ -169,6 +186,7 @@ class Lifter:
     def __init__(self, cfg: LiftConfig = LiftConfig()) -> None:
         self.cfg = cfg
         self.device = lift_device(cfg.device)
+        self._held_out_dirs = np.stack([v.forward() for v in heldout_views(cfg)])
 
     def initial_sets(
         self, frames: np.ndarray, depth: np.ndarray, weight: np.ndarray
@@ -179,7 +197,7 @@ class Lifter:
         d = sample_at_grid(area_resize(np.asarray(depth[0], np.float32), cfg.work_height), grid)
         # a grid sample is dynamic if any animated full-res pixel falls in its footprint
         animated = area_resize((weight > 0).astype(np.float32), cfg.work_height) > 0
-        dyn = sample_at_grid(animated.astype(np.float32), grid, nearest=True)[:, 0] > 0
+        dyn = footprint_any(animated, grid)
         rgb = sample_at_grid(area_resize(np.asarray(frames[0]), cfg.work_height), grid) / 255
         g = init_gaussians(grid, rgb, d[:, 0], cfg.init).to(self.device)
         self._grid = grid
@@ -248,7 +266,7 @@ class Lifter:
 
     def _training_view(self, rng: random.Random, base: list[View]) -> View:
         if not base or rng.random() < self.cfg.jitter_fraction:
-            return _random_view(rng, self.cfg)
+            return _random_view(rng, self.cfg, self._held_out_dirs)
         return rng.choice(base)
 
     def _fit_static(

@@ -218,6 +218,10 @@ def test_generate_end_to_end(files, tmp_path, capsys):
     for name in ("x", "y", "z", "f_dc_0", "opacity", "scale_0", "rot_0"):
         assert np.isfinite(np.asarray(v[name])).all()
 
+    code, err = _run(["export", str(out), "--out", str(out / "report.json")], capsys)
+    assert code == 2 and "not a folder" in err and len(err.strip().splitlines()) == 1
+    assert report["seam_discontinuity_input"] > 0  # the input's own seam, for comparison
+
     code = cli.main(["info", str(out / "scene")])
     info = json.loads(capsys.readouterr().out)
     assert code == 0 and info["frame_count"] == 3
@@ -250,6 +254,8 @@ def test_cancel_then_resume(files, tmp_path):
     assert ("animate", "resumed from checkpoint") in messages
     assert not any(s == "lift" and m.startswith("static") for s, m in messages)
     assert report["static_max_error"] == 0 and (out / "scene" / "manifest.json").is_file()
+    manifest = json.loads((out / "scene" / "manifest.json").read_text())
+    assert manifest["provenance"]["depth"].startswith("layout prior")  # not "checkpoint"
 
 
 def test_resume_with_other_settings_is_refused(files, tmp_path):

@@ -104,3 +104,32 @@ def test_checkpoint_hooks_and_resume_give_the_same_result():
     )
     assert torch.equal(resumed.dynamic[1].sh, full.dynamic[1].sh)
     assert len(resumed.dynamic) == 3
+
+
+def _footprint_brute(mask, grid):
+    h, w = mask.shape
+    out = []
+    for lon, lat, dl in zip(grid.lon.tolist(), grid.lat.tolist(), grid.d_lon.tolist()):
+        r = min(h - 1, max(0, round((0.5 - lat / math.pi) * h - 0.5)))
+        hit = False
+        for c in range(w):  # column c spans [c, c + 1) in units of (lon / 2pi + 0.5) w
+            lo = ((lon - dl / 2) / (2 * math.pi) + 0.5) * w
+            hi = ((lon + dl / 2) / (2 * math.pi) + 0.5) * w
+            for shift in (-w, 0, w):  # wrap across the seam
+                if mask[r, c] and c + shift < hi - 1e-9 and c + shift + 1 > lo + 1e-9:
+                    hit = True
+        out.append(hit)
+    return torch.tensor(out)
+
+
+def test_dynamic_split_sees_thin_regions_at_high_latitude_and_the_seam():
+    from engine.lift.init import footprint_any
+
+    grid = equal_area_grid(16)
+    mask = np.zeros((16, 32), bool)
+    mask[1, 7] = True  # one column near the pole: samples there span ~5 columns
+    mask[8, 0] = True  # straddling the seam
+    mask[12, 20:22] = True
+    got = footprint_any(mask, grid)
+    assert torch.equal(got, _footprint_brute(mask, grid))
+    assert int(got.sum()) >= 3

@@ -86,3 +86,8 @@ def test_psnr_analytic():
 def test_peak_rss_is_plausible():
     block = np.ones(50_000_000, np.uint8)  # 50 MB touched
     assert peak_rss_mb() > 50 and block.sum() == 50_000_000
+
+
+def test_loop_needs_three_frames():
+    frames = _rolling(t_count=2, shift=8)
+    assert loop_discontinuity(frames)["ratio"] is None

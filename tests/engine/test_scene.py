@@ -718,3 +718,14 @@ def test_open_scene_errors_are_one_line(tmp_path):
         with pytest.raises(FormatError, match=match) as e:
             scene.open_scene(target)
         assert "\n" not in str(e.value)
+
+
+def test_scene_files_are_readable_by_others(tmp_path):
+    """safetensors creates 0600 files; a scene copied to a shared place must stay readable."""
+    old = os.umask(0o022)
+    try:
+        save_scene(_shared_scene(), tmp_path / "s")
+    finally:
+        os.umask(old)
+    for f in (tmp_path / "s").rglob("*.safetensors"):
+        assert f.stat().st_mode & 0o044 == 0o044, f
