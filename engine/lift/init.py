@@ -61,14 +61,16 @@ def area_resize(image: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(image, (2 * height, height), interpolation=interp)
 
 
-def _to_bchw(image: np.ndarray) -> Tensor:
+def to_bchw(image: np.ndarray) -> Tensor:
+    """[H, W] or [H, W, C] array (any dtype) -> [1, C, H, W] float32 tensor (a new array,
+    so read-only memmaps are fine)."""
     arr = image if image.ndim == 3 else image[..., None]
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)[None]
 
 
 def sample_at_grid(image: np.ndarray, grid: SampleGrid, nearest: bool = False) -> Tensor:
     """Sample an equirect image [H, W(, C)] at the grid -> [N, C] float32."""
-    t = _to_bchw(image)
+    t = to_bchw(image)
     row, col = grid.pixel_coords(t.shape[-2], t.shape[-1])
     if nearest:
         row, col = torch.round(row), torch.round(col)

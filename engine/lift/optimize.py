@@ -44,6 +44,7 @@ from .init import (
     init_gaussians,
     sample_at_grid,
     subset,
+    to_bchw,
 )
 from .losses import rgb_loss
 from .raster import has_gsplat, render_view
@@ -97,13 +98,8 @@ class Targets:
         """[h, w, 3] float target for frame t."""
         if t not in self.cache:
             frame = area_resize(np.asarray(self.source[t]), self.height)
-            self.cache[t] = _to_bchw(frame).to(self.device)
+            self.cache[t] = (to_bchw(frame) / 255).to(self.device)  # a copy (frames may be memmaps)
         return perspective_view(self.cache[t], view)[0].permute(1, 2, 0)
-
-
-def _to_bchw(image: np.ndarray) -> Tensor:
-    """[H, W, 3] uint8 -> [1, 3, H, W] float32 in [0, 1] (a copy: frames may be memmaps)."""
-    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None] / 255
 
 
 HELDOUT_CLEARANCE_DEG = 20.0  # random training cameras never look this close to a held-out one
