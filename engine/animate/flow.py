@@ -97,24 +97,29 @@ class FlowAnimator:
         cfg = self.cfg
         h, w = weights.shape[1:]
         field = torch.zeros(3, h, w)
+        moving = [
+            i for i, r in enumerate(regions) if (only is None or i in only) and r.speed_deg_s != 0
+        ]
+        noises = {  # per region: speed variation, direction variation
+            i: (
+                SmoothNoise(cfg.noise_scale_deg, cfg.seed * 1000 + 2 * i),
+                SmoothNoise(cfg.noise_scale_deg, cfg.seed * 1000 + 2 * i + 1),
+            )
+            for i in moving
+        }
         for band in row_bands(h, w, 1 << 19):
             p = equirect_dirs(h, w, band).reshape(-1, 3)
             east = torch.linalg.cross(p, _Y.expand_as(p), dim=-1)
             north = _Y - p[:, 1:2] * p
             v = torch.zeros_like(p)
-            for i, r in enumerate(regions):
-                if only is not None and i not in only:
-                    continue
+            for i in moving:
+                r = regions[i]
                 wr = torch.from_numpy(weights[i, band]).reshape(-1).double()
-                if r.speed_deg_s == 0 or not bool((wr > 0).any()):
+                if not bool((wr > 0).any()):
                     continue
-                seed = cfg.seed * 1000 + 2 * i
-                speed = math.radians(r.speed_deg_s) * (
-                    1 + cfg.turbulence * SmoothNoise(cfg.noise_scale_deg, seed)(p)
-                )
-                theta = math.radians(r.direction_deg) + math.radians(cfg.wobble_deg) * SmoothNoise(
-                    cfg.noise_scale_deg, seed + 1
-                )(p)
+                speed_noise, dir_noise = noises[i]
+                speed = math.radians(r.speed_deg_s) * (1 + cfg.turbulence * speed_noise(p))
+                theta = math.radians(r.direction_deg) + math.radians(cfg.wobble_deg) * dir_noise(p)
                 dir_ = torch.cos(theta)[:, None] * east + torch.sin(theta)[:, None] * north
                 v += (wr * speed)[:, None] * dir_
             field[:, band] = v.T.reshape(3, band.stop - band.start, w).float()
