@@ -18,7 +18,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +125,6 @@ class Loaded:
     pano: Panorama
     regions: list[Region]
     user_depth: np.ndarray | None
-    fingerprint: str = ""
 
 
 def load_inputs(inputs: Inputs) -> Loaded:
@@ -180,7 +179,6 @@ class Checkpoints:
 
     def __init__(self, out: Path, fingerprint: str, resume: bool) -> None:
         self.dir = out / ".pano4d"
-        self.fingerprint = fingerprint
         state = self._read_state()
         if resume and state is not None and state.get("fingerprint") != fingerprint:
             raise InputError(
@@ -406,15 +404,25 @@ def preview_frames(scene: Scene4D, cfg: OutputConfig, progress: Progress) -> Ite
     return render_tour(scene, views, progress)
 
 
-def render_tour(scene: Scene4D, views: list[View], progress: Progress) -> Iterator[np.ndarray]:
-    """uint8 [H, W, 3] frames of ``scene`` along ``views`` with the pure-torch rasteriser,
-    scene time advancing one animation frame per video frame (looping)."""
+def _torch_draw(g: Gaussians, view: View) -> np.ndarray:
+    with torch.no_grad():
+        return render_view(g, view, background=torch.zeros(3)).rgb.numpy()
+
+
+def render_tour(
+    scene: Scene4D,
+    views: list[View],
+    progress: Progress,
+    draw: Callable[[Gaussians, View], np.ndarray] = _torch_draw,
+) -> Iterator[np.ndarray]:
+    """uint8 [H, W, 3] frames of ``scene`` along ``views``, scene time advancing one
+    animation frame per video frame (looping). ``draw(gaussians, view)`` returns a float
+    [H, W, 3] image in [0, 1]: the pure-torch rasteriser by default (the viewer passes its
+    OpenGL renderer)."""
     for i, view in enumerate(views):
-        g = scene.frame(i % scene.n_frames)
-        with torch.no_grad():
-            rgb = render_view(g, view, background=torch.zeros(3)).rgb
+        rgb = draw(scene.frame(i % scene.n_frames), view)
         progress.update((i + 1) / len(views), f"frame {i + 1}/{len(views)}")
-        yield (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        yield (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
 
 
 def _video_metrics(pano: Panorama, video: PanoVideo) -> dict:

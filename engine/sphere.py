@@ -170,12 +170,6 @@ def sample_equirect(image: Tensor, row: Tensor, col: Tensor) -> Tensor:
     return EquirectSampler(image)(row, col)
 
 
-def sample_equirect_dirs(image: Tensor, dirs: Tensor) -> Tensor:
-    """Bilinear sample at directions. image [B, C, H, W], dirs [..., 3] -> [B, C, ...]."""
-    row, col = dir_to_pixel(dirs, image.shape[-2], image.shape[-1])
-    return sample_equirect(image, row, col)
-
-
 # ----------------------------------------------------------------------------------------
 # numpy <-> torch helpers for images
 

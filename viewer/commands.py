@@ -31,15 +31,13 @@ from engine.video import write_mp4
 
 def gl_frames(scene: Scene4D, views, progress: Progress) -> Iterator[np.ndarray]:
     """uint8 frames of ``scene`` along ``views`` with the OpenGL renderer (offscreen)."""
+    from engine.pipeline import render_tour
+
     from .offscreen import OffscreenRenderer
 
-    h, w = views[0].height, views[0].width
-    renderer = OffscreenRenderer(w, h)
+    renderer = OffscreenRenderer(views[0].width, views[0].height)
     try:
-        for i, view in enumerate(views):
-            rgb = renderer.render(scene.frame(i % scene.n_frames), view)
-            progress.update((i + 1) / len(views), f"frame {i + 1}/{len(views)}")
-            yield (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
+        yield from render_tour(scene, views, progress, renderer.render)
     finally:
         renderer.close()
 
