@@ -31,6 +31,12 @@ if ! command -v Xvfb >/dev/null || ! ldconfig -p | grep -q "libxcb-cursor.so.0" 
         echo "note: Xvfb / Qt xcb libraries missing; the viewer window and qt tests need them" >&2
     fi
 fi
+# Monado, the OpenXR runtime the VR tests (marked xr) run against: built once (~2-3 min)
+# and cached in ${PANO4D_CACHE:-~/.cache/pano4d}; instant when cached. A failed build says
+# why and the xr tests skip. PANO4D_SKIP_MONADO=1 skips it.
+if [ "${PANO4D_SKIP_MONADO:-0}" != 1 ]; then
+    bash scripts/build_monado.sh >/dev/null || echo "note: Monado not built; VR tests will skip" >&2
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     echo "creating $VENV"
     "$PY" -m venv "$VENV"

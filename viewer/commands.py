@@ -105,3 +105,7 @@ def register(sub) -> None:
     r.add_argument("--fps", type=positive_float, help="default: the scene's fps")
     r.add_argument("--fov", type=fov_degrees, default=90.0, help="horizontal, degrees (1..170)")
     r.set_defaults(func=cmd_render)
+
+    from .xr import register_xr  # `xr SCENE [--frames N]`: headset mode (OpenXR)
+
+    register_xr(sub)
