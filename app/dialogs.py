@@ -1,0 +1,128 @@
+"""Every dialog the app shows goes through the small functions here, so that a test can
+replace one (monkeypatch) and nothing ever blocks: :func:`error`, :func:`ask`,
+:func:`ask_save_changes`, :func:`open_file`, :func:`save_file`, :func:`pick_folder`.
+
+An error dialog shows one line (the engine's :class:`~engine.errors.InputError` text, or a
+short summary) with the details (traceback, log) behind "Show Details…". :func:`describe`
+turns any exception into that (message, details) pair; :func:`install_excepthook` makes an
+unexpected exception in a Qt slot a dialog instead of a crash.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+
+from engine.errors import InputError
+
+__all__ = [
+    "ask",
+    "ask_save_changes",
+    "describe",
+    "error",
+    "install_excepthook",
+    "make_error_dialog",
+    "open_file",
+    "pick_folder",
+    "save_file",
+]
+
+
+def describe(exc: BaseException) -> tuple[str, str]:
+    """(one-line message, details) for an exception: InputError text as it is (the engine
+    words it for users), anything else as ``Type: text`` with the traceback as details."""
+    details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if isinstance(exc, InputError):
+        return " ".join(str(exc).split()), details
+    text = " ".join(str(exc).split())
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if len(message) > 300:
+        message = message[:297] + "..."
+    return message, details
+
+
+def make_error_dialog(
+    parent: QWidget | None, title: str, message: str, details: str = ""
+) -> QMessageBox:
+    """The error dialog (not shown): ``message`` as text, ``details`` expandable."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Critical)
+    box.setWindowTitle(title)
+    box.setText(message)
+    if details:
+        box.setDetailedText(details)
+    box.setStandardButtons(QMessageBox.Ok)
+    return box
+
+
+def error(parent: QWidget | None, title: str, message: str, details: str = "") -> None:
+    """Show an error (modal) with expandable details."""
+    make_error_dialog(parent, title, message, details).exec()
+
+
+def ask(parent: QWidget | None, title: str, text: str, buttons: list[str]) -> str | None:
+    """A question with the given button labels; returns the label clicked (None: closed)."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Question)
+    box.setWindowTitle(title)
+    box.setText(text)
+    made = {box.addButton(b, QMessageBox.AcceptRole): b for b in buttons}
+    box.exec()
+    return made.get(box.clickedButton())
+
+
+def ask_save_changes(parent: QWidget | None, what: str) -> str:
+    """ "save", "discard" or "cancel" for unsaved changes in ``what``."""
+    r = QMessageBox.question(
+        parent,
+        "Unsaved changes",
+        f"{what} has unsaved changes. Save them first?",
+        QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel,
+        QMessageBox.Save,
+    )
+    return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(r, "cancel")
+
+
+def open_file(parent: QWidget | None, title: str, filters: str, start: str = "") -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, title, start, filters)
+    return path or None
+
+
+def save_file(parent: QWidget | None, title: str, filters: str, start: str = "") -> str | None:
+    path, _ = QFileDialog.getSaveFileName(parent, title, start, filters)
+    return path or None
+
+
+def pick_folder(parent: QWidget | None, title: str, start: str = "") -> str | None:
+    path = QFileDialog.getExistingDirectory(parent, title, start)
+    return path or None
+
+
+def install_excepthook(parent_fn=lambda: None) -> None:
+    """Unexpected exceptions (in slots, timers) become an error dialog, never a crash.
+
+    ``parent_fn()`` returns the widget to parent the dialog on (e.g. the main window)."""
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            previous(exc_type, exc, tb)
+            return
+        message, details = describe(exc.with_traceback(tb))
+        traceback.print_exception(exc_type, exc, tb)  # also on stderr for bug reports
+        try:
+            module = sys.modules[__name__]  # look up at call time (tests patch error)
+            module.error(parent_fn(), "Unexpected error", message, details)
+        except Exception:  # a broken dialog must not recurse
+            previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
+def short_path(path: str | Path, limit: int = 60) -> str:
+    """A path for a status line: the tail when it is long."""
+    s = str(path)
+    return s if len(s) <= limit else "…" + s[-(limit - 1) :]

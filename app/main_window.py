@@ -1,0 +1,912 @@
+"""The Pano4D main window: paint the regions that move, generate in the background, explore
+the result.
+
+Layout: central tabs **Paint** (:class:`app.canvas.PaintCanvas`) and **Result** (the scene
+viewer, :class:`app.viewer_panel.ViewerPanel`, with the time slider, play controls and the
+Before/After toggle); dockable side panels **Regions** (:class:`app.region_panel.
+RegionPanel`), **Look around** (:class:`app.lookaround.LookAroundView`) and **Generate**
+(:class:`app.generate_panel.GeneratePanel` over :class:`app.progress_panel.ProgressPanel`);
+a status bar with the panorama size and what this machine can run (CUDA, models, XR).
+
+Shortcuts: Ctrl+O open panorama, Ctrl+Shift+O open project, Ctrl+S / Ctrl+Shift+S save
+project (as), Ctrl+Z / Ctrl+Shift+Z undo / redo, Ctrl+G generate, Esc cancel, Ctrl+1 / Ctrl+2
+Paint / Result, Ctrl+B before/after, Space play/pause (Result tab), Ctrl+E export PLY
+sequence, Ctrl+Shift+V enter VR, Ctrl+Q quit.
+
+All long work runs in :mod:`app.worker` threads; every dialog goes through
+:mod:`app.dialogs` (tests replace those functions; nothing blocks).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if "OpenGL" not in sys.modules:  # before viewer/OpenGL: Qt's context is GLX (app.gl_widget)
+    os.environ["PYOPENGL_PLATFORM"] = "glx"
+
+import dataclasses  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from PySide6.QtCore import QProcess, QSettings, QStandardPaths, Qt, QTimer  # noqa: E402
+from PySide6.QtGui import QAction, QKeySequence  # noqa: E402
+from PySide6.QtWidgets import (  # noqa: E402
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.io import Panorama, load_panorama  # noqa: E402
+
+from . import dialogs  # noqa: E402
+from .canvas import PaintCanvas  # noqa: E402
+from .capabilities import Capabilities, CapabilityProbe  # noqa: E402
+from .generate_panel import GeneratePanel, GenerateSettings  # noqa: E402
+from .lookaround import LookAroundView  # noqa: E402
+from .progress_panel import ProgressPanel, clock  # noqa: E402
+from .project import (  # noqa: E402
+    RESULT_DIR,
+    RUN_DIR,
+    SUFFIX,
+    ProjectData,
+    load_project,
+    project_folder,
+    save_project,
+    write_run_inputs,
+)
+from .region_panel import RegionPanel  # noqa: E402
+from .regions_model import RegionsModel  # noqa: E402
+from .viewer_panel import ViewerPanel  # noqa: E402
+from .worker import GenerateJob, GenerateWorker, TaskWorker  # noqa: E402
+
+__all__ = ["MainWindow"]
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "resources" / "samples" / "park_2048x1024.png"
+MAX_RECENT = 8
+AUTOSAVE_MS = 60_000
+IMAGE_FILTER = "Panoramas (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.exr *.hdr);;All files (*)"
+EXPORTS = {
+    "scene": "Native scene…",
+    "ply": "PLY sequence…",
+    "mp4": "360° MP4…",
+    "preview": "Preview video…",
+}
+
+
+def default_runs_dir() -> Path:
+    """Where results of not-yet-saved projects go."""
+    base = QStandardPaths.writableLocation(QStandardPaths.AppLocalDataLocation)
+    return Path(base or Path.home() / ".pano4d") / "runs"
+
+
+class MainWindow(QMainWindow):
+    """The app. ``settings``: where recent files live (tests pass a temporary one);
+    ``probe``: run the capability probe at start (tests pass False and set them)."""
+
+    def __init__(
+        self,
+        settings: QSettings | None = None,
+        *,
+        probe: bool = True,
+        runs_dir: Path | None = None,
+        parent=None,
+    ) -> None:
+        super().__init__(parent)
+        self.qsettings = settings if settings is not None else QSettings("Pano4D", "Pano4D")
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+        self.pano: Panorama | None = None
+        self.project: ProjectData | None = None
+        self.copy_panorama = False
+        self.auto_project = False  # a project the app made in its data folder for a run
+        self._quitting = False  # "cancel and quit" asked; the window closes when the job ends
+        self.closed = False
+        self.generation: dict | None = None
+        self.result_dir: Path | None = None
+        self.scene_path: Path | None = None
+        self.worker: TaskWorker | None = None
+        self.last_report: dict | None = None
+        self.dirty = False
+        self.capabilities = Capabilities()
+        self.vr_process: QProcess | None = None
+        self.resize(1400, 860)
+        self.setAcceptDrops(True)
+        self._build_widgets()
+        self._build_actions()
+        self._build_menus()
+        self._build_status()
+        self.model.changed.connect(self._mark_dirty)
+        self.generate_panel.changed.connect(self._mark_dirty)
+        self.generate_panel.generateRequested.connect(self.start_generation)
+        self.progress_panel.cancelRequested.connect(self.cancel_job)
+        self.viewer.glFailed.connect(lambda msg: dialogs.error(self, "OpenGL", msg))
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_MS)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start()
+        self._probe: CapabilityProbe | None = None
+        self._xr: tuple[bool, str] | None = None
+        self.generate_panel.modelSpecsChanged.connect(self.probe_capabilities)
+        if probe:
+            self.probe_capabilities(*self.generate_panel.specs())
+        self._update_actions()
+        self._update_title()
+
+    # ------------------------------------------------------------------ construction
+
+    def _build_widgets(self) -> None:
+        self.model = RegionsModel(self)
+        self.canvas = PaintCanvas(self.model)
+        self.viewer = ViewerPanel(None)
+        self.tabs = QTabWidget(self)
+        self.tabs.addTab(self.canvas, "Paint")
+        self.tabs.addTab(self.viewer, "Result")
+        self.tabs.setTabToolTip(0, "Paint the regions that move (Ctrl+1)")
+        self.tabs.setTabToolTip(1, "The generated 4D scene (Ctrl+2)")
+        self.setCentralWidget(self.tabs)
+        self.region_panel = RegionPanel(self.model, self.canvas)
+        self.lookaround = LookAroundView(self.model)
+        gen = QWidget()
+        lay = QVBoxLayout(gen)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.generate_panel = GeneratePanel(gen)
+        self.progress_panel = ProgressPanel(gen)
+        lay.addWidget(self.generate_panel)
+        lay.addWidget(self.progress_panel)
+        lay.addStretch(1)
+        self.docks = {}
+        for key, title, widget, area in (
+            ("regions", "Regions", self.region_panel, Qt.RightDockWidgetArea),
+            ("generate", "Generate", gen, Qt.RightDockWidgetArea),
+            # a wide perspective strip under the (wide) panorama
+            ("look", "Look around", self.lookaround, Qt.BottomDockWidgetArea),
+        ):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(f"dock_{key}")
+            dock.setWidget(widget)
+            self.addDockWidget(area, dock)
+            self.docks[key] = dock
+        self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)  # right column full height
+        self.lookaround.setMinimumHeight(170)
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        a = QAction(text, self)
+        if shortcut is not None:
+            a.setShortcut(QKeySequence(shortcut))
+        if tip:
+            a.setToolTip(tip)
+            a.setStatusTip(tip)
+        a.triggered.connect(slot)
+        self.addAction(a)
+        return a
+
+    def _build_actions(self) -> None:
+        A = self._action
+        self.open_action = A("&Open Panorama…", self.open_dialog, QKeySequence.Open)
+        self.open_project_action = A("Open &Project…", self.open_project_dialog, "Ctrl+Shift+O")
+        self.sample_action = A(
+            "Open the &Bundled Sample",
+            lambda: self.open_panorama(SAMPLE),
+            tip="The park panorama that comes with Pano4D (CC0, Poly Haven)",
+        )
+        self.save_action = A("&Save Project", self.save, QKeySequence.Save)
+        self.save_as_action = A("Save Project &As…", self.save_as, "Ctrl+Shift+S")
+        self.copy_action = A("Copy Panorama into Project", self._toggle_copy)
+        self.copy_action.setCheckable(True)
+        self.open_scene_action = A("Open &Scene…", self.open_scene_dialog)
+        self.quit_action = A("&Quit", self.close, "Ctrl+Q")
+        stack = self.model.undo_stack
+        self.undo_action = stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence.Undo)
+        self.redo_action = stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        for a in (self.undo_action, self.redo_action):
+            self.addAction(a)
+        self.generate_action = A(
+            "&Generate", self.start_generation, "Ctrl+G", "Animate the regions, build the scene"
+        )
+        self.resume_action = A("&Resume Unfinished Run", self.resume_generation)
+        self.cancel_action = A("&Cancel", self.cancel_job, "Esc")
+        self.paint_tab_action = A("&Paint", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
+        self.result_tab_action = A("&Result", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
+        self.before_action = A("&Before / After", self._toggle_before, "Ctrl+B")
+        self.play_action = QAction("Play / Pause", self.viewer)
+        self.play_action.setShortcut(QKeySequence(Qt.Key_Space))
+        self.play_action.setShortcutContext(Qt.WidgetWithChildrenShortcut)
+        self.play_action.triggered.connect(self.viewer.toggle_play)
+        self.viewer.addAction(self.play_action)
+        self.export_actions = {}
+        for kind, text in EXPORTS.items():
+            act = A(text, lambda _=False, k=kind: self.export_dialog(k))
+            self.export_actions[kind] = act
+        self.export_actions["ply"].setShortcut(QKeySequence("Ctrl+E"))
+        self.vr_action = A(
+            "Enter &VR", self.enter_vr, "Ctrl+Shift+V", "View the scene in a headset"
+        )
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        f.addAction(self.open_action)
+        self.recent_menu = f.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        f.addAction(self.sample_action)
+        f.addAction(self.open_project_action)
+        f.addAction(self.open_scene_action)
+        f.addSeparator()
+        for a in (self.save_action, self.save_as_action, self.copy_action):
+            f.addAction(a)
+        f.addSeparator()
+        f.addAction(self.quit_action)
+        e = mb.addMenu("&Edit")
+        e.addAction(self.undo_action)
+        e.addAction(self.redo_action)
+        g = mb.addMenu("&Generate")
+        for a in (self.generate_action, self.resume_action, self.cancel_action):
+            g.addAction(a)
+        v = mb.addMenu("&View")
+        for a in (self.paint_tab_action, self.result_tab_action, self.before_action):
+            v.addAction(a)
+        v.addAction(self.play_action)
+        v.addSeparator()
+        for dock in self.docks.values():
+            v.addAction(dock.toggleViewAction())
+        x = mb.addMenu("E&xport")
+        for a in self.export_actions.values():
+            x.addAction(a)
+        mb.addMenu("V&R").addAction(self.vr_action)
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.size_label = QLabel("No panorama", self)
+        self.caps_label = QLabel("Probing CUDA, models and XR…", self)
+        sb.addPermanentWidget(self.size_label)
+        sb.addPermanentWidget(self.caps_label)
+
+    # ------------------------------------------------------------------ state helpers
+
+    def _mark_dirty(self, *_args) -> None:
+        if self.pano is not None and not self.dirty:
+            self.dirty = True
+            self._update_title()
+        self._update_actions()
+
+    def _update_title(self) -> None:
+        if self.project is not None:
+            name = self.project.folder.name
+        elif self.pano is not None:
+            name = Path(self.pano.path or "untitled").name
+        else:
+            name = ""
+        star = "*" if self.dirty else ""
+        self.setWindowTitle(f"Pano4D — {name}{star}" if name else "Pano4D")
+
+    def _busy_refusal(self) -> bool:
+        """True (after saying why) while a job runs: its result belongs to this panorama."""
+        if self._running():
+            dialogs.error(
+                self, "A job is running", "Wait for it to finish or cancel it (Esc) first."
+            )
+            return True
+        return False
+
+    def _running(self) -> bool:
+        return self.worker is not None and self.worker.is_running()
+
+    def _update_actions(self) -> None:
+        running = self._running()
+        has_pano = self.pano is not None
+        has_scene = self.viewer.view.scene is not None
+        self.generate_action.setEnabled(has_pano and not running)
+        self.generate_panel.set_running(running)
+        self.generate_panel.generate_button.setEnabled(has_pano and not running)
+        self.cancel_action.setEnabled(running)
+        self.resume_action.setEnabled(
+            not running
+            and self.generation is not None
+            and (Path(self.generation["out"]) / ".pano4d" / "state.json").is_file()
+        )
+        self.save_action.setEnabled(has_pano)
+        self.save_as_action.setEnabled(has_pano)
+        for kind, act in self.export_actions.items():
+            ok = has_scene and not running
+            if kind == "mp4":
+                ok = ok and self._result_file("panorama.mp4") is not None
+                act.setToolTip("" if ok else "Only for a scene generated in this project")
+            act.setEnabled(ok)
+        vr_ok = has_scene and self.scene_path is not None and self.capabilities.xr
+        self.vr_action.setEnabled(vr_ok)
+        self.vr_action.setToolTip(
+            "View the scene in a headset" if vr_ok else f"XR: {self.capabilities.xr_reason}"
+        )
+
+    def probe_capabilities(self, svd_spec: str, depth_spec: str) -> None:
+        """Probe (again) off the UI thread; XR only once (it does not depend on the specs)."""
+        first = self._probe is None
+        probe = CapabilityProbe(self, xr=first, svd_spec=svd_spec, depth_spec=depth_spec)
+        probe.ready.connect(lambda caps: self._probed(probe, caps, first))
+        self._probe = probe
+        if first:
+            self.caps_label.setText("Probing CUDA, models and XR…")
+        probe.start()
+
+    def _probed(self, probe: CapabilityProbe, caps: Capabilities, first: bool) -> None:
+        if first:
+            self._xr = (caps.xr, caps.xr_reason)
+        if probe is not self._probe:  # an older probe: only its XR answer still counts
+            if first:
+                xr, reason = self._xr
+                self.set_capabilities(
+                    dataclasses.replace(self.capabilities, xr=xr, xr_reason=reason)
+                )
+            return
+        if not first and self._xr is not None:  # XR is asked once, by the first probe
+            caps = dataclasses.replace(caps, xr=self._xr[0], xr_reason=self._xr[1])
+        self.set_capabilities(caps)
+
+    def set_capabilities(self, caps: Capabilities) -> None:
+        self.capabilities = caps
+        self.generate_panel.set_capabilities(caps)
+        self.caps_label.setText(caps.summary())
+        self.caps_label.setMinimumWidth(self.caps_label.sizeHint().width())
+        self.caps_label.setToolTip(caps.tooltip())
+        self._update_actions()
+
+    # ------------------------------------------------------------------ opening
+
+    def open_dialog(self) -> None:
+        path = dialogs.open_file(self, "Open panorama", IMAGE_FILTER, self._last_dir())
+        if path:
+            self.open_panorama(path)
+
+    def open_panorama(self, path: str | os.PathLike[str], *, ask: bool = True) -> bool:
+        """Load a panorama (errors: one-line dialog). Returns success."""
+        if self._busy_refusal() or (ask and not self.maybe_save()):
+            return False
+        try:
+            pano = load_panorama(path)
+        except Exception as e:  # InputError: the engine's one line; anything else summarised
+            dialogs.error(self, "Cannot open panorama", *dialogs.describe(e))
+            return False
+        self._show_panorama(pano)
+        self.project = None
+        self.auto_project = False
+        self.generation = None
+        self.result_dir = None
+        self.dirty = False
+        self._add_recent(Path(path))
+        self._update_title()
+        self._update_actions()
+        return True
+
+    def _show_panorama(self, pano: Panorama) -> None:
+        self.pano = pano
+        self.model.reset(pano.height, pano.width)
+        self.canvas.set_panorama(pano.rgb)
+        self.lookaround.set_panorama(pano.rgb)
+        self.viewer.set_scene(None)
+        self.viewer.set_before_image(None)
+        self.scene_path = None
+        self.tabs.setCurrentIndex(0)
+        self.size_label.setText(f"{pano.width} × {pano.height} px")
+        self.size_label.setToolTip(f"{pano.path}\n{pano.source}")
+        self.statusBar().showMessage(f"Opened {Path(pano.path or '').name}", 5000)
+
+    def open_scene_dialog(self) -> None:
+        path = dialogs.pick_folder(self, "Open scene folder", self._last_dir())
+        if path:
+            self.open_scene_path(path)
+
+    def open_scene_path(self, path: str | os.PathLike[str]) -> bool:
+        """Show a scene (native folder, generate output, .ply, PLY sequence) in Result."""
+        from .viewer_window import open_any
+
+        try:
+            scene = open_any(path)
+        except Exception as e:  # InputError / FormatError: one line; others summarised
+            dialogs.error(self, "Cannot open scene", *dialogs.describe(e))
+            return False
+        p = Path(path)
+        native = p / "scene" if (p / "scene" / "manifest.json").is_file() else p
+        self.scene_path = native if (native / "manifest.json").is_file() else None
+        self.result_dir = p if (p / "scene" / "manifest.json").is_file() else None
+        self.viewer.set_scene(scene)
+        self.viewer.set_before_image(self.pano.rgb if self.pano is not None else None)
+        self.tabs.setCurrentIndex(1)
+        self._update_actions()
+        return True
+
+    # ------------------------------------------------------------------ projects
+
+    def open_project_dialog(self) -> None:
+        path = dialogs.pick_folder(self, "Open project (a .pano4dproj folder)", self._last_dir())
+        if path:
+            self.open_project(path)
+
+    def open_project(self, path: str | os.PathLike[str], *, ask: bool = True) -> bool:
+        if self._busy_refusal() or (ask and not self.maybe_save()):
+            return False
+        try:
+            data = load_project(path)
+            pano = load_panorama(data.panorama)
+        except Exception as e:
+            dialogs.error(self, "Cannot open project", *dialogs.describe(e))
+            return False
+        self._show_panorama(pano)
+        try:
+            if data.regions_file is not None:
+                self.model.load(data.regions_file)
+                self.model.undo_stack.clear()
+        except Exception as e:
+            dialogs.error(self, "Cannot read the project's regions", *dialogs.describe(e))
+        self.generate_panel.set_settings(data.settings)
+        self.project = data
+        self.auto_project = data.folder.resolve().parent == self.runs_dir.resolve()
+        self.copy_panorama = data.copied
+        self.copy_action.setChecked(data.copied)
+        self.generation = data.generation
+        self.dirty = False
+        self._add_recent(data.folder)
+        if data.result is not None and (data.result / "scene" / "manifest.json").is_file():
+            self.open_scene_path(data.result)
+            self.tabs.setCurrentIndex(0)
+        self._update_title()
+        self._update_actions()
+        if data.resumable():
+            answer = dialogs.ask(
+                self,
+                "Resume generation?",
+                "The last generation of this project was interrupted. Resume it from its "
+                "checkpoints?",
+                ["Resume", "Not now"],
+            )
+            if answer == "Resume":
+                self.resume_generation()
+        return True
+
+    def _toggle_copy(self, on: bool) -> None:
+        self.copy_panorama = bool(on)
+        self._mark_dirty()
+
+    def save(self) -> bool:
+        if self.project is None or self.auto_project:
+            return self.save_as()
+        return self.save_project_to(self.project.folder)
+
+    def save_as(self) -> bool:
+        if self.pano is None:
+            return False
+        start = str(Path(self._last_dir()) / (Path(self.pano.path or "untitled").stem + SUFFIX))
+        path = dialogs.save_file(self, "Save project", f"Pano4D project (*{SUFFIX})", start)
+        if not path:
+            return False
+        return self.save_project_to(path)
+
+    def save_project_to(self, path: str | os.PathLike[str], *, quiet: bool = False) -> bool:
+        """Write the project (crash-safe); errors: a dialog (``quiet``: the status bar)."""
+        if self.pano is None:
+            return False
+        folder = project_folder(path)
+        try:
+            result = self.result_dir
+            if result is None and (folder / RESULT_DIR / "scene").is_dir():
+                result = folder / RESULT_DIR
+            self.project = save_project(
+                folder,
+                panorama=Path(self.pano.path),
+                regions=self.model.to_regions(),
+                settings=self.generate_panel.settings(),
+                copy_panorama=self.copy_panorama,
+                result=result,
+                generation=self.generation,
+            )
+        except Exception as e:
+            if quiet:
+                self.statusBar().showMessage(f"Autosave failed: {dialogs.describe(e)[0]}", 10000)
+            else:
+                dialogs.error(self, "Cannot save project", *dialogs.describe(e))
+            return False
+        self.dirty = False
+        self.auto_project = False
+        self._add_recent(folder)
+        self._update_title()
+        self.statusBar().showMessage(f"Saved {folder.name}", 3000)
+        return True
+
+    def autosave(self) -> None:
+        """The timer's save: only a project that has a folder and unsaved changes."""
+        if self.project is not None and self.dirty:
+            self._quiet_save()
+
+    def _project_snapshot(self) -> dict | None:
+        """Arguments of :func:`app.project.save_project` for the current state (copies: a
+        worker thread writes them while the user keeps painting)."""
+        if self.project is None or self.pano is None:
+            return None
+        return {
+            "folder": self.project.folder,
+            "panorama": Path(self.pano.path),
+            "regions": self.model.to_regions(),
+            "settings": self.generate_panel.settings(),
+            "copy_panorama": self.copy_panorama,
+            "result": self.result_dir,
+            "generation": dict(self.generation) if self.generation else None,
+        }
+
+    def _quiet_save(self) -> None:
+        """Save the current project where it is (autosave, run state); errors to the status
+        bar. A project the app made itself stays one (Save still asks where)."""
+        if self.project is None:
+            return
+        auto = self.auto_project
+        self.save_project_to(self.project.folder, quiet=True)
+        self.auto_project = auto
+
+    def maybe_save(self) -> bool:
+        """Before replacing or closing the work: True to go on."""
+        if not self.dirty or self.pano is None:
+            return True
+        what = self.project.folder.name if self.project else Path(self.pano.path or "").name
+        answer = dialogs.ask_save_changes(self, what)
+        if answer == "save":
+            return self.save()
+        return answer == "discard"
+
+    # ------------------------------------------------------------------ generate
+
+    def _ensure_project(self) -> bool:
+        """A run needs a project to come back to after a crash: work that was never saved
+        gets one in the app's data folder (listed under Open Recent; Save asks where to put
+        it for good)."""
+        if self.project is not None:
+            return True
+        stem = Path(self.pano.path or "untitled").stem
+        folder = self.runs_dir / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}{SUFFIX}"
+        pano = Path(self.pano.path).absolute()
+        # written by the run's worker (see _run_generation), not here on the UI thread
+        self.project = ProjectData(folder, pano, pano, settings=self.generate_panel.settings())
+        self.auto_project = True
+        self._add_recent(folder)
+        self._update_title()
+        return True
+
+    def _work_dirs(self) -> tuple[Path, Path]:
+        """(run inputs folder, output folder) for the next generate run."""
+        base = self.project.folder
+        return base / RUN_DIR, base / RESULT_DIR
+
+    def start_generation(self) -> bool:
+        """Generate from the painted regions with the panel's settings (in a worker)."""
+        if self._running():
+            return False
+        if self.pano is None:
+            dialogs.error(self, "Nothing to generate", "Open a panorama first (Ctrl+O).")
+            return False
+        regions = self.model.to_regions()
+        if not regions:
+            dialogs.error(
+                self,
+                "Nothing to animate",
+                "Paint at least one region (the parts that should move) before generating.",
+            )
+            return False
+        settings = self.generate_panel.settings()
+        try:
+            cfg = settings.to_config()
+        except Exception as e:
+            dialogs.error(self, "Cannot generate", *dialogs.describe(e))
+            return False
+        if not self._ensure_project():
+            return False
+        run_dir, out = self._work_dirs()
+        panorama = Path(self.pano.path).absolute()
+        self.generation = {
+            "status": "running",
+            "out": str(out),
+            "panorama": str(panorama),
+            "regions": str(run_dir / "regions.json"),
+            "settings": settings.to_json(),
+        }
+        prepare = lambda: write_run_inputs(run_dir, panorama, regions)  # noqa: E731
+        return self._run_generation(cfg, resume=False, prepare=prepare)
+
+    def resume_generation(self) -> bool:
+        """Continue the interrupted run recorded in :attr:`generation` from its checkpoints."""
+        g = self.generation
+        if self._running() or g is None:
+            return False
+        try:
+            cfg = GenerateSettings.from_json(g["settings"]).to_config()
+        except Exception as e:
+            dialogs.error(self, "Cannot resume", *dialogs.describe(e))
+            return False
+        g["status"] = "running"
+        return self._run_generation(cfg, resume=True)
+
+    def _run_generation(self, cfg, *, resume: bool, prepare=None) -> bool:
+        from engine.pipeline import Inputs
+
+        g = self.generation
+        inputs = Inputs(panorama=Path(g["panorama"]), regions=Path(g["regions"]))
+        snapshot = self._project_snapshot()  # the project as it is now, "running" recorded
+
+        def write_inputs_and_project() -> None:  # in the worker: PNG encoding and fsyncs
+            if prepare is not None:
+                prepare()
+            if snapshot is not None:
+                save_project(**snapshot)
+
+        job = GenerateJob(
+            inputs, cfg, Path(g["out"]), resume=resume, prepare=write_inputs_and_project
+        )
+        self.dirty = False
+        self._update_title()
+        worker = GenerateWorker(job, self)
+        worker.progress.connect(self.progress_panel.update_progress)
+        worker.finished.connect(self._generation_finished)
+        worker.cancelled.connect(lambda: self._generation_ended("cancelled", "Cancelled"))
+        worker.failed.connect(self._generation_failed)
+        self.worker = worker
+        self.progress_panel.start("Resuming…" if resume else f"Generating ({cfg.preset})")
+        worker.start()
+        self._update_actions()
+        return True
+
+    def _record_run_end(self) -> None:
+        """Write how a generate run ended into the project (the window is closing)."""
+        g, w = self.generation, self.worker
+        if isinstance(w, GenerateWorker) and g and g.get("status") == "running" and w.outcome:
+            g["status"] = "done" if w.outcome == "finished" else w.outcome
+            if w.outcome == "finished":
+                self.result_dir = Path(g["out"])
+            self._quiet_save()
+
+    def cancel_job(self) -> None:
+        if self._running():
+            self.worker.cancel()
+            self.statusBar().showMessage("Cancelling…")
+
+    def _generation_ended(self, status: str, text: str) -> None:
+        if self.worker is not None:
+            self.worker.wait(10000)
+        if self.generation is not None:
+            self.generation["status"] = status
+        self.progress_panel.stop(text)
+        self.statusBar().showMessage(text, 10000)
+        self._quiet_save()
+        self._update_actions()
+
+    def _generation_failed(self, message: str, details: str) -> None:
+        self._generation_ended("failed", "Failed")
+        dialogs.error(self, "Generation failed", message, details)
+
+    def _generation_finished(self, report: dict) -> None:
+        self.last_report = report
+        out = Path(self.generation["out"])
+        self.result_dir = out
+        took = clock(self.progress_panel.elapsed())
+        self._generation_ended("done", f"Finished in {took}")
+        if self.open_scene_path(out):
+            self.viewer.set_before_image(self.pano.rgb if self.pano is not None else None)
+        self.statusBar().showMessage(
+            f"Scene ready: {report.get('gaussians_static', 0)} static + "
+            f"{report.get('gaussians_dynamic_per_frame', 0)} × {report.get('frames', 0)} "
+            f"dynamic Gaussians, held-out PSNR {report.get('psnr_heldout', float('nan')):.1f} dB",
+            15000,
+        )
+
+    # ------------------------------------------------------------------ result
+
+    def _toggle_before(self) -> None:
+        if self.viewer.before_button.isVisible():
+            self.tabs.setCurrentIndex(1)
+            self.viewer.set_before(not self.viewer.showing_before)
+
+    def _result_file(self, name: str) -> Path | None:
+        if self.result_dir is None:
+            return None
+        p = self.result_dir / name
+        return p if p.is_file() else None
+
+    def export_dialog(self, kind: str) -> None:
+        start = self._last_dir()
+        if kind == "ply":
+            path = dialogs.pick_folder(self, "Export PLY sequence into folder", start)
+        elif kind == "scene":
+            path = dialogs.save_file(self, "Export native scene (a folder)", "Folders (*)", start)
+        else:
+            path = dialogs.save_file(self, "Export video", "MP4 video (*.mp4)", start)
+            if path and not path.lower().endswith(".mp4"):
+                path += ".mp4"
+        if path:
+            self.export_to(kind, path)
+
+    def export_to(self, kind: str, path: str | os.PathLike[str]) -> bool:
+        """Export the shown scene in a worker: ``scene`` (native folder), ``ply`` (PLY
+        sequence into a folder), ``mp4`` (the 360° equirect video), ``preview`` (the
+        look-around video; rendered when the result has none)."""
+        scene = self.viewer.view.scene
+        if scene is None or self._running():
+            return False
+        dest = Path(path)
+        task = self._export_task(kind, scene, dest)
+        if task is None:
+            dialogs.error(self, "Cannot export", f"no {EXPORTS[kind].rstrip('…')} for this scene")
+            return False
+        worker = TaskWorker(task, self)
+        worker.progress.connect(self.progress_panel.update_progress)
+        worker.finished.connect(lambda _r: self._export_ended(f"Exported to {dest}"))
+        worker.cancelled.connect(lambda: self._export_ended("Export cancelled"))
+        worker.failed.connect(self._export_failed)
+        self.worker = worker
+        self.progress_panel.start(f"Exporting {EXPORTS[kind].rstrip('…')}")
+        worker.start()
+        self._update_actions()
+        return True
+
+    def _export_task(self, kind: str, scene, dest: Path):
+        from engine.fsutil import atomic_dir, atomic_file
+        from engine.progress import Progress
+
+        if kind == "ply":
+            from engine.scene import export_ply_sequence
+
+            return lambda cb, cancel: export_ply_sequence(
+                scene, dest, progress=Progress("export", cb, cancel)
+            )
+        if kind == "scene":
+            from engine.scene import save_scene
+
+            def write_scene(cb, cancel):
+                if self.scene_path is not None:
+                    with atomic_dir(dest) as tmp:
+                        shutil.copytree(self.scene_path, tmp, dirs_exist_ok=True)
+                    return dest
+                save_scene(scene, dest, half=True)
+                return dest
+
+            return write_scene
+        source = self._result_file("panorama.mp4" if kind == "mp4" else "preview.mp4")
+        if source is not None:
+
+            def copy(cb, cancel):
+                cb("export", 0.0, f"copying {source.name}")
+                with atomic_file(dest, suffix=".mp4") as tmp:
+                    shutil.copyfile(source, tmp)
+                cb("export", 1.0, "done")
+                return dest
+
+            return copy
+        if kind == "preview":
+            from engine.pipeline import OutputConfig, preview_frames
+            from engine.video import write_mp4
+
+            return lambda cb, cancel: write_mp4(
+                dest,
+                preview_frames(scene, OutputConfig(), Progress("export", cb, cancel)),
+                scene.fps,
+            )
+        return None
+
+    def _export_ended(self, text: str) -> None:
+        if self.worker is not None:
+            self.worker.wait(10000)
+        self.progress_panel.stop(text)
+        self.statusBar().showMessage(text, 10000)
+        self._update_actions()
+
+    def _export_failed(self, message: str, details: str) -> None:
+        self._export_ended("Export failed")
+        dialogs.error(self, "Export failed", message, details)
+
+    # ------------------------------------------------------------------ VR
+
+    def vr_command(self) -> list[str]:
+        return [sys.executable, str(ROOT / "main.py"), "xr", str(self.scene_path)]
+
+    def enter_vr(self) -> bool:
+        """Launch ``main.py xr SCENE`` as a separate process; the window stays usable."""
+        if self.scene_path is None:
+            return False
+        if self.vr_process is not None and self.vr_process.state() != QProcess.NotRunning:
+            self.statusBar().showMessage("VR is already running", 5000)
+            return False
+        proc = QProcess(self)
+        cmd = self.vr_command()
+        proc.setProgram(cmd[0])
+        proc.setArguments(cmd[1:])
+        proc.setWorkingDirectory(str(ROOT))
+        proc.finished.connect(lambda code, _status: self._vr_finished(proc, code))
+        proc.start()
+        self.vr_process = proc
+        self.statusBar().showMessage("VR session started (close it in the headset)", 5000)
+        return True
+
+    def _vr_finished(self, proc: QProcess, code: int) -> None:
+        err = bytes(proc.readAllStandardError()).decode("utf-8", "replace").strip()
+        if code != 0:
+            line = err.splitlines()[-1] if err else f"exit code {code}"
+            dialogs.error(self, "VR session failed", line, err)
+        else:
+            self.statusBar().showMessage("VR session ended", 5000)
+
+    # ------------------------------------------------------------------ recent, drop, close
+
+    def _last_dir(self) -> str:
+        recent = self.recent_files()
+        return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    def recent_files(self) -> list[str]:
+        value = self.qsettings.value("recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _add_recent(self, path: Path) -> None:
+        p = str(Path(path).absolute())
+        items = [p] + [r for r in self.recent_files() if r != p]
+        self.qsettings.setValue("recent", items[:MAX_RECENT])
+        self.qsettings.sync()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for i, p in enumerate(self.recent_files()):
+            act = self.recent_menu.addAction(f"&{i + 1} {dialogs.short_path(p)}")
+            act.triggered.connect(lambda _=False, p=p: self.open_any_path(p))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def open_any_path(self, path: str | os.PathLike[str]) -> bool:
+        """A dropped or recent path: a project, a scene or a panorama."""
+        p = Path(path)
+        if p.suffix == SUFFIX or (p / "project.json").is_file():
+            return self.open_project(p)
+        if p.is_dir() or p.suffix.lower() == ".ply":
+            return self.open_scene_path(p)
+        return self.open_panorama(p)
+
+    def dragEnterEvent(self, e) -> None:
+        if e.mimeData().hasUrls() and any(u.isLocalFile() for u in e.mimeData().urls()):
+            e.acceptProposedAction()
+
+    def dropEvent(self, e) -> None:
+        paths = [u.toLocalFile() for u in e.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            e.acceptProposedAction()
+            self.open_any_path(paths[0])
+
+    def closeEvent(self, e) -> None:
+        if self._running():
+            if not self._quitting:
+                answer = dialogs.ask(
+                    self,
+                    "Quit Pano4D?",
+                    "A job is running. Cancel it and quit? (A generation can be resumed "
+                    "later from its project.)",
+                    ["Cancel job and quit", "Keep working"],
+                )
+                if answer != "Cancel job and quit" or not self.maybe_save():
+                    e.ignore()
+                    return
+                self._quitting = True
+                self.worker.cancel()
+                for signal in (self.worker.cancelled, self.worker.finished, self.worker.failed):
+                    signal.connect(lambda *_: QTimer.singleShot(0, self.close))
+            if not self.worker.wait(2000):
+                # the engine stops at its next progress check: quit then (close again)
+                self.hide()
+                e.ignore()
+                return
+            self._record_run_end()  # its queued end signal may never be delivered now
+        elif not self._quitting and not self.maybe_save():
+            e.ignore()
+            return
+        self.autosave_timer.stop()
+        self.viewer.shutdown()
+        self.closed = True
+        super().closeEvent(e)

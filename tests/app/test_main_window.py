@@ -1,0 +1,559 @@
+"""The main window under Xvfb (real Qt, real widgets of both app engineers, no mocks except
+the dialog functions, which record instead of blocking): opening panoramas (menu path, recent
+files, drag and drop), bad files, capabilities greying out choices, shortcuts, the unsaved
+changes prompt, exports against engine readers, the before/after view and Enter VR."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if shutil.which("Xvfb") is None and not os.environ.get("DISPLAY"):
+    pytest.skip("Xvfb not installed and no DISPLAY (apt-get install xvfb)", allow_module_level=True)
+pytest.importorskip("PySide6", reason="PySide6 not installed (pip install PySide6-Essentials)")
+pytest.importorskip("pytestqt", reason="pytest-qt not installed")
+
+from engine.errors import InputError  # noqa: E402
+from engine.io import load_panorama  # noqa: E402
+from engine.pipeline import Inputs, run  # noqa: E402
+from engine.scene import load_scene, read_ply  # noqa: E402
+from tests.app.test_worker import sky_regions, tiny_config, tiny_panorama  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+
+pytestmark = pytest.mark.qt
+
+# Like tests/app/test_viewer_window.py: this process may share PyOpenGL's EGL platform with the
+# EGL renderer tests; Qt then uses EGL on X11 too (set before the QApplication exists).
+os.environ.setdefault("QT_XCB_GL_INTEGRATION", "xcb_egl")
+
+
+@pytest.fixture(scope="session")
+def gui():
+    """The app modules, imported keeping PyOpenGL's platform as tests/app/test_viewer_window.py
+    does (the real app's GLX path runs in a subprocess test there)."""
+    import viewer  # noqa: F401
+
+    saved = os.environ.get("PYOPENGL_PLATFORM")
+    import OpenGL.GL  # noqa: F401
+
+    from app import main_window
+
+    if saved is None:
+        os.environ.pop("PYOPENGL_PLATFORM", None)
+    else:
+        os.environ["PYOPENGL_PLATFORM"] = saved
+    from PySide6.QtGui import QSurfaceFormat
+
+    from app.viewer_window import default_surface_format
+
+    QSurfaceFormat.setDefaultFormat(default_surface_format())
+    return main_window
+
+
+class Dialogs:
+    """Replaces app.dialogs' functions: records calls, answers from queues."""
+
+    def __init__(self, monkeypatch) -> None:
+        from app import dialogs
+
+        self.errors: list[tuple[str, str, str]] = []
+        self.asked: list[tuple[str, str]] = []
+        self.answers: list[str | None] = []
+        self.save_answers: list[str] = []
+        self.paths: list[str | None] = []
+        monkeypatch.setattr(dialogs, "error", lambda p, t, m, d="": self.errors.append((t, m, d)))
+        monkeypatch.setattr(dialogs, "ask", self._ask)
+        monkeypatch.setattr(dialogs, "ask_save_changes", self._ask_save)
+        for name in ("open_file", "save_file", "pick_folder"):
+            monkeypatch.setattr(dialogs, name, lambda *a, **k: self.paths.pop(0))
+
+    def _ask(self, parent, title, text, buttons):
+        self.asked.append((title, text))
+        return self.answers.pop(0) if self.answers else None
+
+    def _ask_save(self, parent, what):
+        self.asked.append(("Unsaved changes", what))
+        return self.save_answers.pop(0) if self.save_answers else "cancel"
+
+
+@pytest.fixture
+def dialogs(monkeypatch):
+    return Dialogs(monkeypatch)
+
+
+def make_window(gui, qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    w = gui.MainWindow(settings, probe=False, runs_dir=tmp_path / "runs")
+    qtbot.addWidget(w)
+    w.resize(1100, 720)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+@pytest.fixture
+def win(gui, qtbot, tmp_path, dialogs):
+    w = make_window(gui, qtbot, tmp_path)
+    yield w
+    if w.worker is not None:
+        w.worker.cancel()
+        w.worker.wait(10000)
+    w.dirty = False
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def result_dir(tmp_path_factory) -> Path:
+    """A real generate output (tiny settings), made once with the engine directly."""
+    folder = tmp_path_factory.mktemp("result")
+    pano = tiny_panorama(folder)
+    inputs = Inputs(panorama=pano, regions=sky_regions(folder, (256, 512)))
+    run(inputs, tiny_config(frames=3).to_config(), folder / "out")
+    return folder
+
+
+@pytest.fixture
+def pano_path(tmp_path) -> Path:
+    return tiny_panorama(tmp_path)
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def test_open_panorama_status_recent_and_title(win, pano_path, dialogs):
+    assert win.open_panorama(pano_path)
+    ref = load_panorama(pano_path).rgb
+    np.testing.assert_array_equal(win.canvas.panorama, ref)
+    assert win.model.size == (256, 512)
+    assert win.size_label.text() == "512 × 256 px"
+    assert "park_small.png" in win.windowTitle()
+    assert win.recent_files() == [str(pano_path.absolute())]
+    win._fill_recent()
+    acts = win.recent_menu.actions()
+    assert len(acts) == 1 and "park_small.png" in acts[0].text()
+    win.model.add_layer("sky")
+    win.model.paint_mask(0, np.ones((256, 512), bool))
+    assert win.dirty and win.windowTitle().endswith("*")
+    dialogs.save_answers.append("discard")
+    acts[0].trigger()  # the recent entry reopens it, after the unsaved-changes question
+    assert dialogs.asked == [("Unsaved changes", "park_small.png")]
+    assert not win.dirty and win.model.is_empty() and not dialogs.errors
+
+
+def test_the_bundled_sample_is_one_menu_click_away(win):
+    from tests.conftest import SAMPLES
+
+    win.sample_action.trigger()
+    assert win.model.size == (1024, 2048) and win.size_label.text() == "2048 × 1024 px"
+    np.testing.assert_array_equal(
+        win.canvas.panorama, load_panorama(SAMPLES / "park_2048x1024.png").rgb
+    )
+
+
+def test_bad_files_show_the_engine_message(win, pano_path, tmp_path, dialogs):
+    assert win.open_panorama(pano_path)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff" + b"\x00" * 50)
+    tall = tmp_path / "tall.png"
+    import cv2
+
+    cv2.imwrite(str(tall), np.zeros((512, 512, 3), np.uint8))
+    for path in (bad, tall, tmp_path / "missing.png"):
+        with pytest.raises(InputError) as ref:
+            load_panorama(path)
+        assert not win.open_panorama(path)
+        title, message, _ = dialogs.errors[-1]
+        assert title == "Cannot open panorama" and message == str(ref.value)
+        assert "\n" not in message
+    assert len(dialogs.errors) == 3
+    assert win.pano is not None and Path(win.pano.path) == pano_path  # still the good one
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # QDragEnterEvent's constructor
+def test_drop_opens_a_panorama(win, pano_path):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(pano_path))])
+    enter = QDragEnterEvent(win.rect().center(), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    win.dragEnterEvent(enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(100, 100), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    win.dropEvent(drop)
+    assert win.pano is not None and win.model.size == (256, 512)
+
+
+def test_generate_needs_a_panorama_and_a_region(win, pano_path, dialogs):
+    assert not win.start_generation()
+    assert dialogs.errors[-1][1].startswith("Open a panorama first")
+    win.open_panorama(pano_path)
+    win.model.add_layer("sky")  # a layer with nothing painted is not a region
+    assert not win.start_generation()
+    assert dialogs.errors[-1][0] == "Nothing to animate" and win.worker is None
+
+
+# --------------------------------------------------------------------------- capabilities
+
+
+def test_unavailable_choices_are_greyed_with_the_reason(win):
+    from app.capabilities import Capabilities, Choice
+
+    caps = Capabilities(
+        cuda=False,
+        cuda_reason="no CUDA device",
+        animators=(
+            Choice("flow", "Flow", True, "always"),
+            Choice("svd", "Video diffusion", False, "no weights: not in the HF cache (/x)"),
+        ),
+        depth=(Choice("prior", "Layout prior", True), Choice("model", "Depth model", False, "x")),
+        devices=(
+            Choice("auto", "Auto", True),
+            Choice("cpu", "CPU", True),
+            Choice("cuda", "CUDA", False, "no CUDA device"),
+        ),
+        xr=False,
+        xr_reason="no runtime",
+    )
+    win.set_capabilities(caps)
+    panel = win.generate_panel
+    combo = panel.animator_combo
+    i = combo.findData("svd")
+    assert not combo.model().item(i).isEnabled()
+    assert combo.model().item(i).toolTip() == "no weights: not in the HF cache (/x)"
+    assert not panel.is_available(panel.device_combo, "cuda")
+    assert panel.is_available(panel.animator_combo, "flow")
+    note = panel.unavailable_note
+    assert note.text() == "Unavailable here: Video diffusion, Depth model, CUDA (hover for why)"
+    tip = note.toolTip().splitlines()
+    assert "Video diffusion: no weights: not in the HF cache (/x)" in tip
+    assert "CUDA: no CUDA device" in tip
+    from app.generate_panel import GenerateSettings
+
+    panel.set_settings(GenerateSettings(preset="preview", animator="svd", device="cuda"))
+    s = panel.settings()
+    assert (s.animator, s.device, s.preset) == ("flow", "auto", "preview")  # fell back
+    assert win.caps_label.text() == "CUDA: no · models: none · XR: no"
+    assert not win.vr_action.isEnabled() and "no runtime" in win.vr_action.toolTip()
+
+
+def test_real_probe_matches_this_build(qtbot):
+    """The probe on this machine, against independent facts: torch.cuda and which engine
+    modules exist."""
+    import torch
+
+    from app.capabilities import NOT_IN_BUILD, CapabilityProbe
+
+    probe = CapabilityProbe(xr=False)
+    with qtbot.waitSignal(probe.ready, timeout=60000) as got:
+        probe.start()
+    caps = got.args[0]
+    assert caps.cuda == torch.cuda.is_available()
+    svd = {c.name: c for c in caps.animators}["svd"]
+    if importlib.util.find_spec("engine.animate.svd") is None:
+        assert not svd.available and svd.reason == NOT_IN_BUILD
+    else:
+        from engine.animate import svd as svd_module
+
+        ref = svd_module.probe()
+        assert svd.available == ref.available and ref.reason in svd.reason
+    depth = {c.name: c for c in caps.depth}["model"]
+    if importlib.util.find_spec("engine.depth.models") is None:
+        assert not depth.available and depth.reason == NOT_IN_BUILD
+    assert {c.name: c.available for c in caps.devices}["cuda"] == caps.cuda
+    assert probe.wait(5000)
+
+
+def test_settings_overrides_reach_the_engine_config():
+    from app.generate_panel import GenerateSettings, apply_overrides
+
+    s = tiny_config(frames=5)
+    cfg = s.to_config()
+    assert cfg.preset == "preview" and cfg.animate.frames == 5 and cfg.lift.static_iters == 4
+    assert cfg.output.preview_size == (64, 128)
+    assert GenerateSettings.from_json(json.loads(json.dumps(s.to_json()))) == s
+    with pytest.raises(InputError, match="unknown lift setting"):
+        apply_overrides(cfg, {"lift": {"nope": 1}})
+    with pytest.raises(InputError, match="between 2 and 240"):
+        GenerateSettings(frames=1).to_config()
+
+
+def test_progress_panel_times_and_estimate(win, qtbot):
+    from app.progress_panel import clock, estimate_remaining
+
+    assert clock(0) == "0:00" and clock(75.4) == "1:15" and clock(3725) == "1:02:05"
+    assert estimate_remaining(10.0, 0.25) == pytest.approx(30.0)  # same rate for the rest
+    assert estimate_remaining(1.0, 0.5) is None and estimate_remaining(30.0, 0.01) is None
+    panel = win.progress_panel
+    panel.start("Job")
+    panel.update_progress("lift", 0.25, "static 1/4")  # a new stage shows at once
+    assert panel.bar.value() == 250 and panel.stage_label.text() == "Lifting to Gaussians — 25%"
+    panel.update_progress("lift", 0.5, "static 2/4")  # the same stage: at the next refresh
+    assert panel.bar.value() == 250
+    qtbot.waitUntil(lambda: panel.bar.value() == 500, timeout=2000)
+    assert panel.message_label.toolTip() == "static 2/4"
+    panel.stop("Cancelled")
+    assert panel.stage_label.text() == "Cancelled" and not panel.cancel_button.isEnabled()
+
+
+# --------------------------------------------------------------------------- shortcuts, close
+
+
+def test_every_frequent_action_has_a_unique_shortcut(win):
+    actions = {
+        "open": win.open_action,
+        "open project": win.open_project_action,
+        "save": win.save_action,
+        "save as": win.save_as_action,
+        "undo": win.undo_action,
+        "redo": win.redo_action,
+        "generate": win.generate_action,
+        "cancel": win.cancel_action,
+        "paint tab": win.paint_tab_action,
+        "result tab": win.result_tab_action,
+        "before/after": win.before_action,
+        "play": win.play_action,
+        "export ply": win.export_actions["ply"],
+        "vr": win.vr_action,
+        "quit": win.quit_action,
+    }
+    keys = {name: a.shortcut().toString() for name, a in actions.items()}
+    assert all(keys.values()), [n for n, k in keys.items() if not k]
+    assert len(set(keys.values())) == len(keys), keys
+    assert keys["generate"] == "Ctrl+G" and keys["undo"] == "Ctrl+Z"
+
+
+def test_shortcut_switches_tabs_and_undo_reverts_a_paint(win, qtbot, pano_path):
+    from PySide6.QtCore import Qt
+
+    win.open_panorama(pano_path)
+    win.model.add_layer("sky")
+    win.model.paint_mask(0, np.ones((256, 512), bool))
+    assert not win.model.is_empty()
+    with qtbot.waitActive(win):  # window shortcuts need the active window
+        win.activateWindow()
+    qtbot.keyClick(win.tabs, Qt.Key_Z, Qt.ControlModifier)  # the window's Undo action
+    assert win.model.is_empty()
+    qtbot.keyClick(win.tabs, Qt.Key_2, Qt.ControlModifier)
+    assert win.tabs.currentIndex() == 1
+    qtbot.keyClick(win.tabs, Qt.Key_1, Qt.ControlModifier)
+    assert win.tabs.currentIndex() == 0
+    qtbot.keyClick(win.tabs, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    assert not win.model.is_empty()  # redo
+
+
+def test_unsaved_changes_prompt_on_close(win, pano_path, dialogs, tmp_path):
+    win.open_panorama(pano_path)
+    win.model.add_layer("sky")
+    win.model.paint_mask(0, np.eye(256, 512, dtype=bool))
+    dialogs.save_answers.append("cancel")
+    assert not win.close() and win.isVisible()
+    dialogs.save_answers.append("save")
+    dialogs.paths.append(str(tmp_path / "mine"))  # the Save As dialog's answer
+    assert win.close()
+    assert (tmp_path / "mine.pano4dproj" / "project.json").is_file()
+
+
+def test_quit_while_generating_cancels_the_run_then_closes(win, qtbot, pano_path, dialogs):
+    from tests.app.test_worker import TINY
+
+    win.open_panorama(pano_path)
+    win.model.add_layer("sky")
+    win.model.paint_mask(0, np.eye(256, 512, dtype=bool))
+    slow = {k: dict(v) for k, v in TINY.items()}
+    slow["lift"]["static_iters"] = 400
+    win.generate_panel.overrides = slow
+    assert win.start_generation()
+    qtbot.waitUntil(lambda: win.progress_panel.stage == "lift", timeout=60000)
+    dialogs.answers.append("Keep working")
+    assert not win.close() and win._running()  # asked, and nothing stopped
+    dialogs.answers.append("Cancel job and quit")
+    win.close()
+    qtbot.waitUntil(lambda: win.closed, timeout=20000)
+    assert [a[0] for a in dialogs.asked] == ["Quit Pano4D?", "Quit Pano4D?"]
+    assert win.worker.outcome == "cancelled" and not win._running()
+    doc = json.loads((win.project.folder / "project.json").read_text())
+    assert doc["generation"]["status"] == "cancelled"  # resumable from its project
+
+
+# --------------------------------------------------------------------------- result
+
+
+def wait_job(qtbot, win, timeout=60000):
+    qtbot.waitUntil(lambda: not win._running() and not win.progress_panel.running, timeout=timeout)
+
+
+def test_exports_match_the_engine_readers(win, qtbot, result_dir, tmp_path, dialogs):
+    out = result_dir / "out"
+    assert win.open_scene_path(out) and win.tabs.currentIndex() == 1
+    scene = load_scene(out / "scene")
+    assert all(a.isEnabled() for a in win.export_actions.values())
+
+    assert win.export_to("ply", tmp_path / "ply")
+    wait_job(qtbot, win)
+    files = sorted((tmp_path / "ply").glob("frame_*.ply"))
+    assert len(files) == scene.n_frames
+    for t, f in enumerate(files):
+        g, ref = read_ply(f), scene.frame(t)
+        for name, tensor in ref.tensors().items():
+            np.testing.assert_allclose(getattr(g, name).numpy(), tensor.float().numpy(), atol=1e-6)
+
+    for kind, name in (("mp4", "panorama.mp4"), ("preview", "preview.mp4")):
+        dest = tmp_path / f"{kind}.mp4"
+        assert win.export_to(kind, dest)
+        wait_job(qtbot, win)
+        assert dest.read_bytes() == (out / name).read_bytes()
+
+    assert win.export_to("scene", tmp_path / "copy")
+    wait_job(qtbot, win)
+    copy = load_scene(tmp_path / "copy")
+    assert copy.n_frames == scene.n_frames
+    for t in range(scene.n_frames):
+        for name, tensor in scene.frame(t).tensors().items():
+            assert bool((copy.frame(t).tensors()[name] == tensor).all())
+    assert not dialogs.errors
+    assert win.progress_panel.stage_label.text().startswith("Exported to")
+
+
+def test_preview_export_renders_when_the_result_has_none(win, qtbot, result_dir, tmp_path):
+    from engine.video import read_mp4
+
+    win.open_scene_path(result_dir / "out" / "scene")  # a bare scene folder: no videos
+    assert not win.export_actions["mp4"].isEnabled()
+    dest = tmp_path / "p.mp4"
+    assert win.export_to("preview", dest)
+    wait_job(qtbot, win, 120000)
+    frames = read_mp4(dest)
+    assert frames.shape[0] == 32 and frames.std() > 5
+
+
+def test_before_after_shows_the_input_through_the_same_camera(win, qtbot, result_dir):
+    from viewer.camera import CameraState
+
+    pano = load_panorama(result_dir / "park_small.png")
+    win.pano = pano
+    assert win.open_scene_path(result_dir / "out")
+    viewer = win.viewer
+    assert viewer.before_button.isVisible() and not viewer.showing_before
+    win.before_action.trigger()
+    assert viewer.showing_before and viewer.before_button.text() == "After"
+    qtbot.wait(50)
+    for yaw, col in ((0.0, 0.5), (90.0, 0.75), (-90.0, 0.25)):
+        viewer.view.camera.set_state(CameraState(yaw, 0.0, 60.0))
+        img = viewer.before_view.render_image()
+        h, w = img.shape[:2]
+        centre = img[h // 2 - 1 : h // 2 + 1, w // 2 - 1 : w // 2 + 1].astype(float).mean((0, 1))
+        r, c = pano.height // 2, int(col * pano.width)
+        ref = pano.rgb[r - 1 : r + 1, c - 1 : c + 1].astype(float).mean((0, 1))
+        assert np.abs(centre - ref).max() < 12, (yaw, centre, ref)
+    grabbed = viewer.before_view.grab().toImage()
+    assert grabbed.width() > 100
+    win.before_action.trigger()
+    assert not viewer.showing_before
+
+
+def test_enter_vr_runs_a_separate_process_and_reports_failure(win, qtbot, result_dir, dialogs):
+    from app.capabilities import Capabilities
+
+    win.open_scene_path(result_dir / "out")
+    scene = result_dir / "out" / "scene"
+    assert win.vr_command() == [sys.executable, str(ROOT / "main.py"), "xr", str(scene)]
+    win.set_capabilities(Capabilities(xr=True, xr_reason="Monado"))
+    assert win.vr_action.isEnabled()
+    code = "import sys, time; time.sleep(0.3); sys.stderr.write('no headset\\n'); sys.exit(2)"
+    win.vr_command = lambda: [sys.executable, "-c", code]
+    assert win.enter_vr()
+    win.viewer.slider.setValue(1)  # the window keeps working while VR runs
+    assert win.viewer.view.frame == 1
+    qtbot.waitUntil(lambda: bool(dialogs.errors), timeout=10000)
+    assert dialogs.errors[-1][:2] == ("VR session failed", "no headset")
+
+
+# --------------------------------------------------------------------------- dialogs, entry
+
+
+def test_error_dialog_keeps_details_expandable(gui, qtbot):
+    from app import dialogs as real
+
+    try:
+        raise ValueError("bad value\nsecond line")
+    except ValueError as e:
+        message, details = real.describe(e)
+    assert message == "ValueError: bad value second line"
+    assert details.startswith("Traceback") and "raise ValueError" in details
+    box = real.make_error_dialog(None, "Oops", message, details)
+    qtbot.addWidget(box)
+    assert box.text() == message and box.detailedText() == details
+    assert real.describe(InputError("x.png: not a PNG"))[0] == "x.png: not a PNG"
+
+
+def test_unexpected_exception_becomes_a_dialog(gui, dialogs, monkeypatch):
+    from app import dialogs as module
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # restored after the test
+    module.install_excepthook(lambda: None)
+    try:
+        raise RuntimeError("boom in a slot")
+    except RuntimeError as e:
+        sys.excepthook(type(e), e, e.__traceback__)
+    title, message, details = dialogs.errors[-1]
+    assert (title, message) == ("Unexpected error", "RuntimeError: boom in a slot")
+    assert "Traceback" in details and "boom in a slot" in details
+
+
+def test_app_without_display_says_so_in_one_line():
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = subprocess.run(
+        [sys.executable, "main.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "no display" in r.stderr
+
+
+def test_app_process_starts_on_glx_and_opens_a_file(tmp_path):
+    """A fresh process as `python main.py` runs it (run_app: display and GL checks, GLX
+    inside Qt's context), given a panorama to open."""
+    import subprocess
+
+    pano = tiny_panorama(tmp_path)
+    code = f"""
+import sys, time
+from PySide6.QtWidgets import QApplication
+
+def run_briefly(self):
+    t = time.monotonic()
+    while time.monotonic() - t < 3:
+        self.processEvents()
+    from OpenGL import platform
+    w = next(x for x in QApplication.topLevelWidgets() if type(x).__name__ == "MainWindow")
+    w.tabs.setCurrentIndex(1)
+    self.processEvents()
+    print(type(platform.PLATFORM).__name__, w.size_label.text().replace(" ", ""),
+          w.viewer.view.gl_error)
+    w.dirty = False
+    w.close()
+    return 0
+
+QApplication.exec = run_briefly
+import app.main
+sys.exit(app.main.run_app({str(pano)!r}))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYOPENGL_PLATFORM", None)
+    env.pop("QT_XCB_GL_INTEGRATION", None)
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-3:] == ["GLXPlatform", "512×256px", "None"], r.stdout

@@ -1,0 +1,224 @@
+"""Projects: a folder round trip checked with the engine's own readers, crash-safe saves
+(a failure mid-save leaves the previous project intact), clear errors for broken projects,
+autosave from the window, and reopening a project whose generation was interrupted offers to
+resume it — and the resumed run really continues from the checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if shutil.which("Xvfb") is None and not os.environ.get("DISPLAY"):
+    pytest.skip("Xvfb not installed and no DISPLAY (apt-get install xvfb)", allow_module_level=True)
+pytest.importorskip("PySide6", reason="PySide6 not installed (pip install PySide6-Essentials)")
+pytest.importorskip("pytestqt", reason="pytest-qt not installed")
+
+from engine.errors import Cancelled, InputError  # noqa: E402
+from engine.io import Region, load_regions  # noqa: E402
+from engine.pipeline import Inputs, run  # noqa: E402
+from engine.progress import CancelToken  # noqa: E402
+from tests.app import test_main_window as main_window_tests  # noqa: E402
+from tests.app.test_worker import tiny_config, tiny_panorama  # noqa: E402
+
+pytestmark = pytest.mark.qt
+
+gui = main_window_tests.gui  # fixtures shared with the main window tests
+dialogs = main_window_tests.dialogs
+make_window = main_window_tests.make_window
+
+H, W = 256, 512
+
+
+def two_regions() -> list[Region]:
+    sky = np.zeros((H, W), bool)
+    sky[:50] = True
+    pond = np.zeros((H, W), bool)
+    pond[200:230, 100:180] = True
+    return [
+        Region("sky", sky, 30.0, 4.0, color=(80, 160, 255)),
+        Region("pond", pond, 180.0, 1.5, feather_px=3.0, color=(90, 210, 110), motion="sway"),
+    ]
+
+
+def assert_same_regions(got: list[Region], want: list[Region]) -> None:
+    assert [r.name for r in got] == [r.name for r in want]
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.mask, b.mask)
+        assert (a.direction_deg, a.speed_deg_s, a.motion) == (
+            b.direction_deg,
+            b.speed_deg_s,
+            b.motion,
+        )
+        assert (a.feather_px, tuple(a.color)) == (b.feather_px, tuple(b.color))
+
+
+def test_round_trip_reference_and_copy(tmp_path):
+    from app.project import load_project, save_project
+
+    pano = tiny_panorama(tmp_path)
+    settings = tiny_config(frames=5)
+    data = save_project(tmp_path / "p", panorama=pano, regions=two_regions(), settings=settings)
+    assert data.folder == tmp_path / "p.pano4dproj" and data.panorama == pano.absolute()
+    doc = json.loads((data.folder / "project.json").read_text())
+    assert doc["format"] == "pano4d-project" and doc["regions"].startswith("regions-")
+    again = load_project(data.folder)
+    assert again.settings == settings and not again.copied
+    assert_same_regions(load_regions(again.regions_file, (H, W)), two_regions())
+
+    copied = save_project(
+        data.folder, panorama=pano, regions=two_regions()[:1], settings=settings, copy_panorama=True
+    )
+    assert copied.copied and copied.panorama.name.startswith("panorama-")
+    assert copied.panorama.read_bytes() == pano.read_bytes()
+    # re-saving from the copy keeps where the panorama came from
+    resaved = save_project(
+        data.folder, panorama=copied.panorama, regions=[], settings=settings, copy_panorama=True
+    )
+    assert resaved.panorama_original == pano.absolute() and resaved.regions_file is None
+    moved = shutil.move(str(data.folder), str(tmp_path / "elsewhere.pano4dproj"))
+    assert load_project(moved).panorama == Path(moved) / copied.panorama.name  # relative
+    assert sorted(p.name for p in Path(moved).iterdir()) == [copied.panorama.name, "project.json"]
+
+
+def test_a_failed_save_leaves_the_previous_project(tmp_path, monkeypatch):
+    import app.project as project
+
+    pano = tiny_panorama(tmp_path)
+    first = project.save_project(
+        tmp_path / "p", panorama=pano, regions=two_regions(), settings=tiny_config()
+    )
+    before = {p: p.read_bytes() for p in first.folder.rglob("*") if p.is_file()}
+    real = project.save_regions
+
+    def dies_after_one_mask(path, regions, mask_dir=None):
+        real(path, regions[:1])  # writes a mask and a JSON into the temporary folder ...
+        raise OSError("disk full")  # ... then the "crash"
+
+    monkeypatch.setattr(project, "save_regions", dies_after_one_mask)
+    changed = two_regions()[::-1]
+    with pytest.raises(OSError, match="disk full"):
+        project.save_project(first.folder, panorama=pano, regions=changed, settings=tiny_config(9))
+    monkeypatch.setattr(project, "save_regions", real)
+    monkeypatch.setattr(project, "atomic_write_json", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        project.save_project(first.folder, panorama=pano, regions=[], settings=tiny_config(9))
+    after = {p: p.read_bytes() for p in first.folder.rglob("*") if p.is_file()}
+    assert after == before  # byte for byte, and no temporary leftovers
+    reopened = project.load_project(first.folder)
+    assert reopened.settings == tiny_config()
+    assert_same_regions(load_regions(reopened.regions_file, (H, W)), two_regions())
+
+
+def test_broken_projects_give_one_line(tmp_path):
+    from app.project import load_project, save_project
+
+    with pytest.raises(InputError, match="not a Pano4D project"):
+        load_project(tmp_path / "none")
+    pano = tiny_panorama(tmp_path)
+    data = save_project(tmp_path / "p", panorama=pano, regions=[], settings=tiny_config())
+    doc_path = data.folder / "project.json"
+    doc = json.loads(doc_path.read_text())
+    doc_path.write_text(json.dumps({**doc, "version": 7}))
+    with pytest.raises(InputError, match="project version 7"):
+        load_project(data.folder)
+    doc_path.write_text(json.dumps(doc))
+    pano.unlink()
+    with pytest.raises(InputError) as e:
+        load_project(data.folder)
+    assert "panorama" in str(e.value) and "missing" in str(e.value) and "\n" not in str(e.value)
+    doc_path.write_text("{ truncated")
+    with pytest.raises(InputError, match="unreadable"):
+        load_project(data.folder)
+
+
+def test_window_saves_autosaves_and_reopens(gui, qtbot, tmp_path, dialogs):
+    from app.project import load_project
+
+    win = make_window(gui, qtbot, tmp_path)
+    pano = tiny_panorama(tmp_path)
+    win.open_panorama(pano)
+    win.model.set_regions(two_regions())
+    dialogs.paths.append(str(tmp_path / "mine"))
+    assert win.save_as() and not win.dirty
+    folder = tmp_path / "mine.pano4dproj"
+    assert win.project.folder == folder and win.windowTitle() == "Pano4D — mine.pano4dproj"
+    assert win.autosave_timer.isActive() and win.autosave_timer.interval() == 60_000
+    win.model.clear(1)  # an edit: the next autosave writes it
+    assert win.dirty
+    win.autosave()
+    assert not win.dirty
+    assert_same_regions(load_regions(load_project(folder).regions_file, (H, W)), two_regions()[:1])
+    win.close()
+
+    other = make_window(gui, qtbot, tmp_path)
+    assert other.open_project(folder)
+    assert_same_regions(other.model.to_regions(), two_regions()[:1])
+    assert other.generate_panel.settings() == win.generate_panel.settings()
+    assert not other.dirty and not dialogs.asked  # nothing to resume
+    other.close()
+
+
+def test_reopening_an_interrupted_project_offers_resume(gui, qtbot, tmp_path, dialogs, monkeypatch):
+    import app.main_window as mw
+    from app.project import save_project, write_run_inputs
+
+    pano = tiny_panorama(tmp_path)
+    folder = tmp_path / "crashed.pano4dproj"
+    settings = tiny_config(frames=3)
+    regions_file = write_run_inputs(folder / "run", pano, two_regions())
+    out = folder / "result"
+    token = CancelToken()
+
+    def stop_in_lift(stage, fraction, message):
+        if stage == "lift":
+            token.cancel()  # as if the app had been killed while lifting
+
+    with pytest.raises(Cancelled):
+        run(
+            Inputs(pano, regions=regions_file),
+            settings.to_config(),
+            out,
+            callback=stop_in_lift,
+            cancel=token,
+        )
+    assert json.loads((out / ".pano4d" / "state.json").read_text())["done"] == ["animate", "depth"]
+    generation = {
+        "status": "running",  # the app died: nobody recorded the end
+        "out": str(out),
+        "panorama": str(pano),
+        "regions": str(regions_file),
+        "settings": settings.to_json(),
+    }
+    save_project(
+        folder, panorama=pano, regions=two_regions(), settings=settings, generation=generation
+    )
+
+    seen: list[tuple[str, float, str]] = []
+
+    class Recording(mw.GenerateWorker):
+        def __init__(self, job, parent=None):
+            super().__init__(job, parent)
+            self.progress.connect(lambda s, f, m: seen.append((s, f, m)))
+
+    monkeypatch.setattr(mw, "GenerateWorker", Recording)
+    win = make_window(gui, qtbot, tmp_path)
+    dialogs.answers.append("Resume")
+    assert win.open_project(folder)
+    assert dialogs.asked[0][0] == "Resume generation?"
+    assert win.worker is not None and win.worker.job.resume
+    qtbot.waitUntil(
+        lambda: win.worker.outcome is not None and not win.progress_panel.running, timeout=60000
+    )
+    assert win.worker.outcome == "finished", win.worker.error
+    assert any(s == "animate" and m == "resumed from checkpoint" for s, _, m in seen)
+    assert any(s == "depth" and m == "resumed from checkpoint" for s, _, m in seen)
+    assert (out / "report.json").is_file() and not (out / ".pano4d").exists()
+    assert win.viewer.view.scene is not None and win.viewer.view.scene.n_frames == 3
+    doc = json.loads((folder / "project.json").read_text())
+    assert doc["generation"]["status"] == "done" and doc["result"] == "result"
+    win.close()
