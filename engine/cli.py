@@ -85,8 +85,17 @@ def _generate(args: argparse.Namespace, inputs) -> int:
     if args.device == "cuda" and not has_gsplat():
         raise InputError("--device cuda: CUDA or gsplat is not available here; use --device cpu")
     cfg = pipeline.build_config(
-        args.preset, frames=args.frames, animator=args.animator, device=args.device
+        args.preset,
+        frames=args.frames,
+        animator=args.animator,
+        device=args.device,
+        model=getattr(args, "model", None),
+        depth_model=getattr(args, "depth_model", None),
     )
+    if cfg.animator == "svd":  # before anything is written: one line naming where we looked
+        from .animate.svd import require
+
+        require(cfg.svd.model)
     note = None
     if args.device == "cpu" or not has_gsplat():
         note = "note: lifting runs on the CPU with the pure-torch rasteriser (no CUDA/gsplat)"
@@ -262,6 +271,13 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
         "--depth", help="depth panorama (distance along the ray): PNG16 (mm), EXR, TIFF, NPY"
     )
     g.add_argument(
+        "--depth-model",
+        metavar="PATH_OR_ID",
+        help="depth from a transformers model (DPT/MiDaS, Depth Anything, ZoeDepth): a folder "
+        "or a hub id in the local Hugging Face cache; views aligned by 4K4DGen eq. 4 (with "
+        "--depth too, calibrated to it)",
+    )
+    g.add_argument(
         "--motion",
         default="flow",
         choices=["flow", "sway"],
@@ -269,7 +285,17 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
     )
     g.add_argument("--frames", type=int, help="number of frames of the loop (default: preset)")
     g.add_argument(
-        "--animator", default="flow", choices=["flow"], help="how the panorama is animated"
+        "--animator",
+        default="flow",
+        choices=["flow", "svd"],
+        help="how the panorama is animated: flow (weightless, CPU) or svd (a video diffusion "
+        "model under the Panoramic Denoiser; needs --model weights, a GPU in practice)",
+    )
+    g.add_argument(
+        "--model",
+        metavar="PATH_OR_ID",
+        help="--animator svd weights: a diffusers folder or a hub id in the local Hugging Face "
+        "cache (default: stabilityai/stable-video-diffusion-img2vid-xt)",
     )
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_run_options(g, None)

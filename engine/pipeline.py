@@ -28,9 +28,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .animate import FlowConfig, PanoVideo, get_animator
+from .animate import ANIMATOR_NAMES, FlowConfig, PanoVideo, get_animator
+from .animate.svd import SVDConfig
 from .camera import View
 from .depth import DepthConfig, DepthStage, PanoDepth
+from .depth.models import require_model
+from .depth.stage import ModelDepthConfig, ModelDepthStage, model_depth_config
 from .errors import InputError
 from .fsutil import atomic_file, atomic_write_json
 from .gaussians import Gaussians
@@ -77,7 +80,9 @@ class GenerateConfig:
     preset: str = DEFAULT_PRESET
     animator: str = "flow"
     animate: FlowConfig = FlowConfig()
+    svd: SVDConfig = SVDConfig()  # the "svd" animator (frames / fps follow ``animate``)
     depth: DepthConfig = DepthConfig()
+    depth_model: ModelDepthConfig | None = None  # --depth-model: model depth + eq. 4 alignment
     lift: LiftConfig = LiftConfig()
     output: OutputConfig = OutputConfig()
 
@@ -99,6 +104,8 @@ def build_config(
     frames: int | None = None,
     animator: str = "flow",
     device: str = "auto",
+    model: str | None = None,
+    depth_model: str | None = None,
 ) -> GenerateConfig:
     """The GenerateConfig of a named preset, with optional overrides."""
     if preset not in PRESETS:
@@ -113,6 +120,18 @@ def build_config(
             raise InputError(f"--frames must be between 2 and 240, got {frames}")
         parts["animate"] = dataclasses.replace(parts["animate"], frames=frames)
     parts["lift"] = dataclasses.replace(parts["lift"], device=device)
+    if animator not in ANIMATOR_NAMES:
+        raise InputError(f"unknown animator '{animator}' (choose from {', '.join(ANIMATOR_NAMES)})")
+    svd = dataclasses.replace(cfg.svd, **over.get("svd", {}))
+    anim = parts["animate"]
+    parts["svd"] = dataclasses.replace(
+        svd, frames=anim.frames, video_fps=anim.fps, model=model or svd.model, device=device
+    )
+    if depth_model is not None:  # checked now, before anything is written
+        require_model(depth_model)
+        parts["depth_model"] = dataclasses.replace(
+            model_depth_config(depth_model, preset), device=device
+        )
     return dataclasses.replace(cfg, **parts)
 
 
@@ -302,7 +321,8 @@ def animate_stage(
         frames = np.load(frames_path, mmap_mode="r")
         progress.update(1.0, "resumed from checkpoint")
         return PanoVideo(frames, cfg.animate.fps, np.load(weight_path))
-    animator = get_animator(cfg.animator)(cfg.animate)
+    settings = cfg.svd if cfg.animator == "svd" else cfg.animate
+    animator = get_animator(cfg.animator)(settings)
     t, (h, w) = cfg.animate.frames, loaded.pano.rgb.shape[:2]
     frames = np.lib.format.open_memmap(frames_path, mode="w+", dtype=np.uint8, shape=(t, h, w, 3))
     video = animator.run(loaded.pano, loaded.regions, progress, out=frames)
@@ -317,12 +337,19 @@ def depth_stage(
 ):
     size = (cfg.lift.work_height * 2, cfg.lift.work_height * 4)  # 2x the Gaussian grid
     if ckpt.done("depth"):
-        d = np.load(ckpt.path("depth.npy"))
+        d = np.load(ckpt.path("depth.npy"))  # [T, h, w] per frame, or [h, w] for all
         progress.update(1.0, "resumed from checkpoint")
         source = ckpt.state.get("depth_source", "checkpoint")
+        if d.ndim == 3:
+            return PanoDepth(d, source)
         return PanoDepth(np.broadcast_to(d, (video.n_frames, *d.shape)), source)
-    depth = DepthStage(cfg.depth).run(video.n_frames, size, loaded.user_depth, progress)
-    ckpt.save_array("depth.npy", np.ascontiguousarray(depth.depth[0]))
+    if cfg.depth_model is not None:
+        stage = ModelDepthStage(cfg.depth_model, cfg.depth)
+        depth = stage.run(video.frames, size, video.weight, loaded.user_depth, progress)
+        ckpt.save_array("depth.npy", np.ascontiguousarray(depth.depth))
+    else:
+        depth = DepthStage(cfg.depth).run(video.n_frames, size, loaded.user_depth, progress)
+        ckpt.save_array("depth.npy", np.ascontiguousarray(depth.depth[0]))
     ckpt.state["depth_source"] = depth.source
     ckpt.mark("depth")
     return depth

@@ -47,7 +47,8 @@ from .init import (
     to_bchw,
 )
 from .losses import rgb_loss
-from .raster import has_gsplat, render_view
+from .raster import Render, has_gsplat, render_view
+from .regularizers import RegularizerConfig, Regularizers
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class LiftConfig:
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" (see lift_device)
     init: InitConfig = InitConfig()
+    regularizers: RegularizerConfig = RegularizerConfig()  # L_geo, L_sem (eq. 5)
 
 
 @dataclass
@@ -164,6 +166,11 @@ def _render(g: Gaussians, view: View) -> Tensor:
     return render_view(g, view, background=torch.zeros(3, device=g.means.device)).rgb
 
 
+def _render_full(g: Gaussians, view: View, with_depth: bool) -> Render:
+    bg = torch.zeros(3, device=g.means.device)
+    return render_view(g, view, background=bg, with_depth=with_depth)
+
+
 def lift_device(setting: str) -> torch.device:
     """Where lifting runs: "cuda" (gsplat rasteriser) or "cpu" (pure-torch rasteriser);
     "auto" picks CUDA when CUDA and gsplat are both available."""
@@ -227,6 +234,7 @@ class Lifter:
         rng = random.Random(cfg.seed)
         n_frames = frames.shape[0]
         targets = Targets(frames, cfg.view_size, cfg.view_fov_deg, self.device)
+        self._regs = Regularizers(cfg.regularizers, depth, self.device, cfg.seed)
         static0, dyn0, dyn_mask = self.initial_sets(frames, depth, weight)
         region_views = self._region_views(weight)
         # share of progress: static phase, then one slot per later frame
@@ -282,7 +290,10 @@ class Lifter:
             loss = torch.zeros((), device=self.device)
             for _ in range(cfg.views_per_iter):
                 view = self._training_view(rng, base)
-                loss = loss + rgb_loss(_render(g, view), targets(0, view))
+                render = _render_full(g, view, self._regs.needs_depth)
+                loss = loss + rgb_loss(render.rgb, targets(0, view))
+                frac = (it + 1) / max(cfg.static_iters, 1)
+                loss = loss + self._regs.loss(g, view, 0, frac, render)
             opt.zero_grad(set_to_none=True)
             (loss / cfg.views_per_iter).backward()
             opt.step()
@@ -317,11 +328,14 @@ class Lifter:
             loss = torch.zeros((), device=self.device)
             for _ in range(cfg.views_per_iter):
                 view = self._training_view(rng, region_views)
-                render = _render(g, view)
+                full = _render_full(g, view, self._regs.needs_depth)
+                render = full.rgb
                 with torch.no_grad():
                     before = _render(prev_full, view)
                 loss = loss + rgb_loss(render, targets(t, view))
                 loss = loss + cfg.lambda_temporal * (render - before).abs().mean()
+                frac = (it + 1) / max(cfg.dynamic_iters, 1)
+                loss = loss + self._regs.loss(g, view, t, frac, full)
             opt.zero_grad(set_to_none=True)
             (loss / cfg.views_per_iter).backward()
             opt.step()
