@@ -238,7 +238,7 @@ class Lifter:
         static0, dyn0, dyn_mask = self.initial_sets(frames, depth, weight)
         region_views = self._region_views(weight)
         # share of progress: static phase, then one slot per later frame
-        static_share = 0.5 if n_frames > 1 and len(dyn0) else 1.0
+        static_share = 0.5 if n_frames > 1 and len(dyn0) else 0.97
         if resume_static is not None and resume_dynamic:
             static = resume_static.to(self.device)
             dynamic = [g.to(self.device) for g in resume_dynamic]
@@ -251,8 +251,8 @@ class Lifter:
                 on_static(static, d0)
         for t in range(len(dynamic), n_frames):
             sub = progress.sub(
-                static_share + (1 - static_share) * (t - 1) / max(n_frames - 1, 1),
-                static_share + (1 - static_share) * t / max(n_frames - 1, 1),
+                static_share + (0.97 - static_share) * (t - 1) / max(n_frames - 1, 1),
+                static_share + (0.97 - static_share) * t / max(n_frames - 1, 1),
             )
             g = self._fit_dynamic(
                 static, dynamic[-1], frames[t], dyn_mask, t, targets, region_views, rng, sub
@@ -260,8 +260,8 @@ class Lifter:
             dynamic.append(g)
             if on_frame:
                 on_frame(t, g)
-        progress.update(1.0, "lifted")
-        metrics = self.evaluate(static, dynamic, frames, weight)
+        progress.update(0.97, "lifted")
+        metrics = self.evaluate(static, dynamic, frames, weight, progress.sub(0.97, 1.0))
         metrics.update(gaussians_static=len(static), gaussians_dynamic_per_frame=len(dynamic[0]))
         metrics["lift_device"] = str(self.device)
         return LiftResult(static.to("cpu"), [g.to("cpu") for g in dynamic], metrics)
@@ -356,34 +356,50 @@ class Lifter:
 
     @torch.no_grad()
     def evaluate(
-        self, static: Gaussians, dynamic: list[Gaussians], frames: np.ndarray, weight: np.ndarray
+        self,
+        static: Gaussians,
+        dynamic: list[Gaussians],
+        frames: np.ndarray,
+        weight: np.ndarray,
+        progress: Progress | None = None,
     ) -> dict[str, float]:
         """PSNR at the training directions and at held-out views (frames 0 and T/2), at a
-        fixed evaluation size against full-detail targets; static-area flicker."""
+        fixed evaluation size against full-detail targets; static-area flicker. Reports
+        progress (and so checks for cancellation) after every rendered view."""
         cfg = self.cfg
+        progress = progress or Progress("lift")
         size, fov = cfg.eval_size, cfg.view_fov_deg
         targets = Targets(frames, size, fov, self.device)
         train = make_views(ViewSetConfig(fov_deg=fov, size=size))
         held = [dataclasses.replace(v, height=size, width=size) for v in heldout_views(cfg)]
         frame_ids = sorted({0, len(dynamic) // 2})
+        total, done = len(frame_ids) * (len(train) + len(held)), 0
 
         def mean_psnr(views: list[View]) -> float:
+            nonlocal done
             vals = []
             for t in frame_ids:
                 g = Gaussians.cat([static, dynamic[t]])
                 for v in views:
                     mse = float(((_render(g, v).clamp(0, 1) - targets(t, v)) ** 2).mean())
                     vals.append(10 * math.log10(1 / max(mse, 1e-12)))
+                    done += 1
+                    progress.update(done / total, f"evaluating {done}/{total} views")
             return float(np.mean(vals))
 
         return {
             "psnr_train": mean_psnr(train),
             "psnr_heldout": mean_psnr(held),
-            "static_flicker": self._flicker(static, dynamic, weight, held),
+            "static_flicker": self._flicker(static, dynamic, weight, held, progress),
         }
 
     def _flicker(
-        self, static: Gaussians, dynamic: list[Gaussians], weight: np.ndarray, views: list[View]
+        self,
+        static: Gaussians,
+        dynamic: list[Gaussians],
+        weight: np.ndarray,
+        views: list[View],
+        progress: Progress,
     ) -> float:
         """Mean |render(t+1) - render(t)| (0..255) over view pixels that see only static scene."""
         if len(dynamic) < 2:
@@ -400,4 +416,5 @@ class Lifter:
                 cur = _render(Gaussians.cat([static, dynamic[t]]), v)
                 diffs.append(float((cur - prev).abs()[static_px].mean()) * 255)
                 prev = cur
+            progress.update(1.0, "measuring flicker in static areas")
         return float(np.mean(diffs)) if diffs else 0.0
