@@ -146,6 +146,9 @@ class SplatRenderer:
         self._static_means = np.zeros((0, 3), np.float32)
         self._dyn_means: list[np.ndarray] = []
         self._dyn_offsets: list[int] = []
+        self._dyn_host: list[tuple[np.ndarray, np.ndarray]] = []  # streaming mode only
+        self._resident = -1  # the frame in the dynamic buffers (streaming mode)
+        self.streaming = False  # dynamic frames too big to be resident: one at a time
         self.sh_k = 1
         self._dyn_k = 1
         self.frame = 0
@@ -210,25 +213,47 @@ class SplatRenderer:
         self._check_k()
 
     def upload_dynamic(self, frames: Sequence[Gaussians]) -> None:
-        """All dynamic frames at once, resident in one buffer (frame t at its offset)."""
+        """All dynamic frames, resident in one buffer (frame t at its offset) when that fits
+        the driver's SSBO block limit (instant scrubbing); otherwise *streamed*: the packed
+        frames stay in host memory and :meth:`set_frame` uploads one frame at a time, so GPU
+        memory holds a single frame (Mesa's limit is 128 MiB, ~2.8 M dynamic splats-frames)."""
         packed = [pack_splats(g) for g in frames]
         ks = {g.sh.shape[1] for g in frames}
         if len(ks) > 1:
             raise ValueError(f"dynamic frames have different SH sizes {sorted(ks)}")
         k = ks.pop() if ks else self.sh_k
         rows = [p[0] for p in packed]
-        counts = [len(r) for r in rows]
-        self._dyn_offsets = [int(x) for x in np.cumsum([0, *counts])[:-1]]
-        all_rows = np.concatenate(rows) if rows else np.zeros((0, 12), np.float32)
-        shs = [p[1] for p in packed]
-        all_sh = np.concatenate(shs) if shs else np.zeros((0, 3), np.float32)
-        self._check_size(f"{len(frames)} dynamic frames", all_rows, all_sh)
-        self._dyn.write(all_rows)
-        self._dyn_sh.write(all_sh)
         self._dyn_means = [np.ascontiguousarray(r[:, :3]) for r in rows]
         self._dyn_k = k
         self.frame = min(self.frame, max(len(frames) - 1, 0))
+        row_bytes = sum(p[0].nbytes for p in packed)
+        sh_bytes = sum(p[1].nbytes for p in packed)
+        self.streaming = max(row_bytes, sh_bytes) > self.max_block_bytes
+        if self.streaming:
+            self._dyn_host = packed
+            self._dyn_offsets = [0] * len(packed)
+            self._resident = -1
+            self._upload_frame(self.frame)
+        else:
+            self._dyn_host = []
+            counts = [len(r) for r in rows]
+            self._dyn_offsets = [int(x) for x in np.cumsum([0, *counts])[:-1]]
+            all_rows = np.concatenate(rows) if rows else np.zeros((0, 12), np.float32)
+            shs = [p[1] for p in packed]
+            all_sh = np.concatenate(shs) if shs else np.zeros((0, 3), np.float32)
+            self._dyn.write(all_rows)
+            self._dyn_sh.write(all_sh)
         self._check_k()
+
+    def _upload_frame(self, t: int) -> None:
+        """Streaming mode: make frame ``t`` the one in the dynamic buffers."""
+        if t == self._resident or not self._dyn_host:
+            return
+        rows, sh = self._dyn_host[t]
+        self._check_size(f"dynamic frame {t} of {len(rows)} Gaussians", rows, sh)
+        self._dyn.write(rows)
+        self._dyn_sh.write(sh)
+        self._resident = t
 
     def _check_k(self) -> None:
         if self._dyn_means and self.n_static and self._dyn_k != self.sh_k:
@@ -246,6 +271,8 @@ class SplatRenderer:
         if not 0 <= t < len(self._dyn_means):
             raise IndexError(f"frame {t} out of range 0..{len(self._dyn_means) - 1}")
         self.frame = t
+        if self.streaming:
+            self._upload_frame(t)
 
     def means(self) -> np.ndarray:
         """[count, 3] float32 world positions of the current frame, in frame-local order."""

@@ -229,6 +229,29 @@ def test_set_frame_switches_dynamic_sets(gl):
         gl.render(scene, view, frame=3)
 
 
+def test_dynamic_frames_over_the_ssbo_limit_are_streamed(gl):
+    """Dynamic frames that would not fit the driver's SSBO block limit stay in host memory
+    and one frame at a time is uploaded; every frame renders exactly as when resident."""
+    static = random_cloud(250, seed=31)
+    frames = [random_cloud(200 + 30 * t, seed=40 + t) for t in range(4)]
+    scene = Scene4D(static=static, dynamic=frames, fps=10.0)
+    view = View(fov_deg=90.0, height=96, width=128)
+    gl.invalidate()
+    resident = [gl.render(scene, view, background=BG, frame=t) for t in range(4)]
+    assert not gl.renderer.streaming
+    limit = gl.renderer.max_block_bytes
+    try:
+        gl.renderer.max_block_bytes = 300 * 48  # the largest frame (290 rows) fits, four do not
+        gl.invalidate()
+        for t in (0, 3, 1, 1, 2, 0):  # scrub back and forth
+            img = gl.render(scene, view, background=BG, frame=t)
+            assert gl.renderer.streaming
+            np.testing.assert_array_equal(img, resident[t])
+    finally:
+        gl.renderer.max_block_bytes = limit
+        gl.invalidate()
+
+
 def test_empty_scene_gives_background(gl):
     view = View(height=64, width=96)
     img = gl.render(Gaussians.empty(), view, background=BG)
