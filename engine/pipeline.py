@@ -393,7 +393,12 @@ def lift_stage(loaded, cfg, video: PanoVideo, depth, ckpt: Checkpoints, progress
         "animator": cfg.animator,
         "depth": depth.source,
         "regions": [
-            {"name": r.name, "direction_deg": r.direction_deg, "speed_deg_s": r.speed_deg_s}
+            {
+                "name": r.name,
+                "motion": r.motion,
+                "direction_deg": r.direction_deg,
+                "speed_deg_s": r.speed_deg_s,
+            }
             for r in loaded.regions
         ],
     }

@@ -256,6 +256,9 @@ def test_cancel_then_resume(files, tmp_path):
     assert report["static_max_error"] == 0 and (out / "scene" / "manifest.json").is_file()
     manifest = json.loads((out / "scene" / "manifest.json").read_text())
     assert manifest["provenance"]["depth"].startswith("layout prior")  # not "checkpoint"
+    assert manifest["provenance"]["regions"] == [
+        {"name": "mask", "motion": "flow", "direction_deg": 0.0, "speed_deg_s": 2.0}
+    ]
 
 
 def test_resume_with_other_settings_is_refused(files, tmp_path):
