@@ -91,6 +91,7 @@ def _generate(args: argparse.Namespace, inputs) -> int:
         device=args.device,
         model=getattr(args, "model", None),
         depth_model=getattr(args, "depth_model", None),
+        dino_model=getattr(args, "dino_model", None),
     )
     if cfg.animator == "svd":  # before anything is written: one line naming where we looked
         from .animate.svd import require
@@ -276,6 +277,12 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
         help="depth from a transformers model (DPT/MiDaS, Depth Anything, ZoeDepth): a folder "
         "or a hub id in the local Hugging Face cache; views aligned by 4K4DGen eq. 4 (with "
         "--depth too, calibrated to it)",
+    )
+    g.add_argument(
+        "--dino-model",
+        metavar="PATH_OR_ID",
+        help="DINOv2 (transformers) for the semantic lifting regulariser L_sem of 4K4DGen "
+        "eq. 5: a folder or a hub id in the local Hugging Face cache (default: off)",
     )
     g.add_argument(
         "--motion",

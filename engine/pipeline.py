@@ -37,6 +37,7 @@ from .depth.stage import ModelDepthConfig, ModelDepthStage, model_depth_config
 from .errors import InputError
 from .fsutil import atomic_file, atomic_write_json
 from .gaussians import Gaussians
+from .hub import require
 from .io import (
     Panorama,
     Region,
@@ -106,6 +107,7 @@ def build_config(
     device: str = "auto",
     model: str | None = None,
     depth_model: str | None = None,
+    dino_model: str | None = None,
 ) -> GenerateConfig:
     """The GenerateConfig of a named preset, with optional overrides."""
     if preset not in PRESETS:
@@ -120,6 +122,10 @@ def build_config(
             raise InputError(f"--frames must be between 2 and 240, got {frames}")
         parts["animate"] = dataclasses.replace(parts["animate"], frames=frames)
     parts["lift"] = dataclasses.replace(parts["lift"], device=device)
+    if dino_model is not None:  # L_sem (eq. 5); checked now, before anything is written
+        require(dino_model, "config.json", "DINOv2", "drop --dino-model to lift without L_sem")
+        regs = dataclasses.replace(parts["lift"].regularizers, dino_model=dino_model)
+        parts["lift"] = dataclasses.replace(parts["lift"], regularizers=regs)
     if animator not in ANIMATOR_NAMES:
         raise InputError(f"unknown animator '{animator}' (choose from {', '.join(ANIMATOR_NAMES)})")
     svd = dataclasses.replace(cfg.svd, **over.get("svd", {}))

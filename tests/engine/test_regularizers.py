@@ -153,3 +153,41 @@ def test_lifter_runs_with_regularizers(dino_folder):
     )
     out = Lifter(cfg).run(frames, depth, weight)
     assert len(out.dynamic) == 2 and np.isfinite(out.metrics["psnr_train"])
+
+
+def _cli_inputs(folder):
+    from PIL import Image
+
+    Image.fromarray(textured_equirect(128, 256, seed=5)).save(folder / "pano.png")
+    mask = np.zeros((128, 256), np.uint8)
+    mask[16:50, 40:220] = 255
+    Image.fromarray(mask).save(folder / "mask.png")
+    return ["generate", str(folder / "pano.png"), "--mask", str(folder / "mask.png")]
+
+
+def test_generate_with_dino_model_end_to_end(dino_folder, tmp_path, capsys):
+    """`generate --dino-model` switches L_sem on through the real CLI and config path."""
+    import json
+
+    from engine import cli, pipeline
+
+    cfg = pipeline.build_config("preview", dino_model=str(dino_folder))
+    assert cfg.lift.regularizers.dino_model == str(dino_folder)
+    assert pipeline.build_config("preview").lift.regularizers.dino_model is None
+    argv = _cli_inputs(tmp_path) + ["--dino-model", str(dino_folder), "--preset", "preview"]
+    out = tmp_path / "run"
+    assert cli.main([*argv, "--frames", "2", "--out", str(out)]) == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["static_max_error"] == 0 and np.isfinite(report["psnr_train"])
+
+
+def test_generate_with_missing_dino_model_exit_2(tmp_path, capsys):
+    from engine import cli
+
+    out = tmp_path / "run"
+    argv = _cli_inputs(tmp_path) + ["--dino-model", str(tmp_path / "nowhere"), "--out", str(out)]
+    assert cli.main(argv) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: no DINOv2 weights")
+    assert "nowhere" in lines[0] and "drop --dino-model" in lines[0]
+    assert not out.exists()
