@@ -69,6 +69,13 @@ class TerminalProgress:
             self.stream.flush()
 
 
+def _is_gpu_oom(e: BaseException) -> bool:
+    """torch.OutOfMemoryError is a RuntimeError, not a MemoryError."""
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError)
+
+
 def _clock(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     return f"{m:02d}:{s:02d}"
@@ -372,6 +379,13 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Callable] = ()) ->
         print("error: out of memory; try --preset preview or a smaller panorama", file=sys.stderr)
         return 1
     except Exception as e:  # an internal bug: keep the traceback out of the user's way
+        if _is_gpu_oom(e):
+            print(
+                "error: the GPU ran out of memory; try --preset preview, fewer --frames, or "
+                "--device cpu",
+                file=sys.stderr,
+            )
+            return 1
         fd, log = tempfile.mkstemp(prefix="pano4d-error-", suffix=".log")
         with os.fdopen(fd, "w") as f:
             traceback.print_exc(file=f)

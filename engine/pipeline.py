@@ -128,6 +128,8 @@ def build_config(
         parts["lift"] = dataclasses.replace(parts["lift"], regularizers=regs)
     if animator not in ANIMATOR_NAMES:
         raise InputError(f"unknown animator '{animator}' (choose from {', '.join(ANIMATOR_NAMES)})")
+    if model is not None and animator != "svd":
+        raise InputError("--model names video model weights for --animator svd; flow needs none")
     svd = dataclasses.replace(cfg.svd, **over.get("svd", {}))
     anim = parts["animate"]
     parts["svd"] = dataclasses.replace(

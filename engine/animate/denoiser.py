@@ -61,7 +61,7 @@ from ..sphere import (
     matched_view_size,
     view_sample_coords,
 )
-from .fusion import SphereViews, ring_views
+from .fusion import SphereViews, resize_wrapped, ring_views
 
 MODES = ("sphere", "independent", "equirect")
 
@@ -294,12 +294,7 @@ class PanoramicDenoiser:
         wrapped) and encode them again: the start of the refinement pass."""
         model = self.model
         frames = model.decode(m.to(model.dtype)).float()  # [T, 3, h, w]
-        pad = 2
-        wrapped = torch.cat([frames[..., -pad:], frames, frames[..., :pad]], dim=-1)
-        sy, sx = size[0] / frames.shape[-2], size[1] / frames.shape[-1]
-        up = F.interpolate(wrapped, scale_factor=(sy, sx), mode="bicubic", align_corners=False)
-        p = round(pad * sx)
-        up = up[..., p : p + size[1]].clamp(-1, 1)
+        up = resize_wrapped(frames, size).clamp(-1, 1)
         return torch.cat([model.encode(f[None].to(model.dtype)).float() for f in up])
 
     # -- ablations (4K4DGen Table 2) --------------------------------------------------------

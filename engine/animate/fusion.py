@@ -249,3 +249,30 @@ def ring_views(fov_deg: float, size: int, overlap: float = 0.25) -> list[View]:
 
 
 __all__ = ["SphereViews", "ring_views"]
+
+
+def resize_wrapped(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bicubic resize of equirect images that wraps across the left/right seam (rows are
+    clamped at the poles), so a resized panorama has no seam step.
+
+    x: Tensor  # [..., C, h, w]
+    size: (H, W) of the output
+    returns: Tensor  # [..., C, H, W]; the same samples as resizing three side-by-side
+        copies of ``x`` and keeping the middle one
+    """
+    import torch.nn.functional as F
+
+    lead, (c, h, w) = x.shape[:-3], x.shape[-3:]
+    out_h, out_w = size
+    pad = 2  # bicubic taps reach two pixels
+    x4 = x.reshape(-1, c, h, w)
+    xp = torch.cat([x4[..., -pad:], x4, x4[..., :pad]], dim=-1)
+    dev = x.device
+    sx = (torch.arange(out_w, device=dev, dtype=torch.float64) + 0.5) * w / out_w + pad
+    sy = (torch.arange(out_h, device=dev, dtype=torch.float64) + 0.5) * h / out_h
+    gx = (sx / (w + 2 * pad) * 2 - 1).to(torch.float32)  # align_corners=False normalisation
+    gy = (sy / h * 2 - 1).to(torch.float32)
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)  # [H, W, 2] as (x, y)
+    grid = grid.expand(len(xp), out_h, out_w, 2).to(x.dtype)
+    out = F.grid_sample(xp, grid, mode="bicubic", padding_mode="border", align_corners=False)
+    return out.reshape(*lead, c, out_h, out_w)

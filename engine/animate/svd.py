@@ -20,6 +20,7 @@ context inside a chunk), in column tiles that wrap across the seam; never throug
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from ..progress import Progress
 from ..sphere import ViewSetConfig
 from .base import PanoVideo, region_weights
 from .denoiser import DenoiserConfig, PanoramicDenoiser
+from .fusion import resize_wrapped
 
 DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
 MARKER = "model_index.json"
@@ -85,7 +87,26 @@ def probe(model: str = DEFAULT_MODEL) -> hub.ModelProbe:
     missing = [c for c in COMPONENTS if not (found.path / c).is_dir()]
     if missing:
         return hub.ModelProbe(model, None, f"{found.path} lacks {', '.join(missing)}/")
+    for sub, want in _CLASSES.items():
+        got = _class_name(found.path / sub / "config.json")
+        if got != want:
+            why = f"its {sub} is {got or 'unreadable'}, not {want}"
+            return hub.ModelProbe(model, None, f"{found.path} is not a video model: {why}")
     return found
+
+
+# the component classes of an SVD / Animate-Anything pipeline folder
+_CLASSES = {
+    "unet": "UNetSpatioTemporalConditionModel",
+    "vae": "AutoencoderKLTemporalDecoder",
+}
+
+
+def _class_name(config: Path) -> str:
+    try:
+        return str(json.loads(config.read_text()).get("_class_name", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def require(model: str) -> Path:
@@ -128,7 +149,7 @@ def load_components(path: Path, device: torch.device) -> dict:
         )
         fe = CLIPImageProcessor.from_pretrained(path, subfolder="feature_extractor", **kw)
         sched = EulerDiscreteScheduler.from_pretrained(path, subfolder="scheduler", **kw)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, TypeError, RuntimeError, KeyError) as e:  # incl. bad configs
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"cannot load the video model from {path}: {first}; {FALLBACK}") from e
     for m in (unet, vae, enc):
@@ -341,7 +362,7 @@ class SVDAnimator:
         progress.update(0.9, "decoding frames")
         video = model.decode(latents, progress.sub(0.9, 0.97))  # [T, 3, H', W']
         if video.shape[-2:] != (h, w):
-            video = F.interpolate(video, size=(h, w), mode="bicubic", align_corners=False)
+            video = resize_wrapped(video, (h, w))  # no seam step at sizes the model rounds
         composite(pano.rgb, union, video.cpu(), out, progress.sub(0.97, 1.0))
         return PanoVideo(out, cfg.video_fps, union)
 

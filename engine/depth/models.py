@@ -59,11 +59,16 @@ class DepthModelConfig:
 # finding the weights
 
 
-def _model_type(folder: Path) -> str:
+def _config(folder: Path) -> dict:
     try:
-        return str(json.loads((folder / MARKER).read_text()).get("model_type", ""))
+        cfg = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
-        return ""
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _model_type(folder: Path) -> str:
+    return str(_config(folder).get("model_type", ""))
 
 
 def probe(spec: str) -> ModelProbe:
@@ -80,6 +85,9 @@ def probe(spec: str) -> ModelProbe:
         return ModelProbe(
             spec, None, f"{found.path} is {what}, not a depth model (DPT, Depth Anything, ZoeDepth)"
         )
+    heads = _config(found.path).get("architectures") or []
+    if heads and not any(str(h).endswith("ForDepthEstimation") for h in heads):
+        return ModelProbe(spec, None, f"{found.path} is a {heads[0]}, not a depth-estimation model")
     return found
 
 
@@ -150,8 +158,9 @@ class DepthModel:
             model_cls = transformers.AutoModelForDepthEstimation
         try:
             model = model_cls.from_pretrained(str(folder), local_files_only=offline())
-        except (OSError, ValueError) as e:
-            raise InputError(f"cannot load the depth model in {folder}: {e}; {FALLBACK}") from e
+        except (OSError, ValueError, TypeError, RuntimeError, KeyError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"cannot load the depth model in {folder}: {first}; {FALLBACK}") from e
         model = model.to(cfg.device).eval()
         kind = KINDS[mtype]
         if getattr(model.config, "depth_estimation_type", "relative") == "metric":

@@ -327,3 +327,35 @@ def test_render_command(files, tmp_path, capsys):
     ]
     code, err = _run(bad, capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "bad.mp4").exists()
+
+
+def _plugin_raising(exc):
+    def register(sub):
+        p = sub.add_parser("boom")
+        p.set_defaults(func=lambda args: (_ for _ in ()).throw(exc))
+
+    return register
+
+
+def test_gpu_out_of_memory_is_one_line_not_an_internal_error(capsys, monkeypatch, tmp_path):
+    import tempfile
+
+    import torch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the internal error's log
+
+    code = cli.main(["boom"], plugins=[_plugin_raising(torch.OutOfMemoryError("CUDA oom"))])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "GPU ran out of memory" in err[0]
+    code = cli.main(["boom"], plugins=[_plugin_raising(RuntimeError("a bug"))])
+    err = capsys.readouterr().err
+    assert code == 1 and "internal error: RuntimeError: a bug" in err
+
+
+def test_model_without_svd_animator_is_refused(files, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["generate", str(files / "pano.png"), "--mask", str(files / "mask.png")]
+    assert cli.main([*argv, "--model", "some/model", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--animator svd" in err[0]
+    assert not out.exists()

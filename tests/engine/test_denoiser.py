@@ -229,3 +229,16 @@ def test_bad_mode_and_size():
     with pytest.raises(ValueError, match="multiple"):
         den.run(torch.zeros(3, 30, 60), torch.ones(30, 60), 2)
     assert np.isfinite(den.stats.fusion_share)
+
+
+@pytest.mark.parametrize("size", [(45, 90), (13, 26), (64, 128)])
+def test_resize_wrapped_has_no_seam(size):
+    """Resizing wraps across the seam: the same samples as resizing three copies side by
+    side and keeping the middle one (independent reference: F.interpolate)."""
+    from engine.animate.fusion import resize_wrapped
+
+    x = torch.randn(2, 3, 20, 40, generator=torch.Generator().manual_seed(0))
+    tiled = torch.cat([x, x, x], dim=-1)
+    ref = F.interpolate(tiled, size=(size[0], 3 * size[1]), mode="bicubic", align_corners=False)
+    ref = ref[..., size[1] : 2 * size[1]]
+    torch.testing.assert_close(resize_wrapped(x, size), ref, atol=1e-4, rtol=0)

@@ -164,6 +164,17 @@ def test_probe_reports_where_it_looked(tmp_path, dpt_folder):
     (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "bert"}))
     other = probe(str(tmp_path / "other"))
     assert not other.available and "not a depth model" in other.reason
+    # a DPT of the wrong kind (e.g. Intel/dpt-large-ade, a segmentation head): refused with
+    # a reason up front instead of a loading error deep inside transformers
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    config = json.loads((dpt_folder / "config.json").read_text())
+    config["architectures"] = ["DPTForSemanticSegmentation"]
+    (seg / "config.json").write_text(json.dumps(config))
+    wrong = probe(str(seg))
+    assert not wrong.available and "DPTForSemanticSegmentation" in wrong.reason
+    with pytest.raises(InputError, match="not a depth-estimation model"):
+        DepthModel.load(str(seg))
     with pytest.raises(InputError, match="layout prior"):
         DepthModel.load(str(tmp_path / "nope"))
 

@@ -127,6 +127,20 @@ def test_probe_and_missing_weights_name_where_and_the_fallback(tmp_path, tiny):
     assert not p.available and "unet" in p.reason and "image_encoder" in p.reason
     with pytest.raises(InputError, match="Hugging Face cache"):
         require("acme/not-downloaded-svd")
+    # an image (not video) diffusion checkpoint: refused up front with the reason
+    import json
+    import shutil
+
+    image_model = tmp_path / "image-model"
+    shutil.copytree(tiny[8], image_model)
+    cfg_path = image_model / "unet" / "config.json"
+    config = json.loads(cfg_path.read_text())
+    config["_class_name"] = "UNet2DConditionModel"
+    cfg_path.write_text(json.dumps(config))
+    wrong = probe(str(image_model))
+    assert not wrong.available and "UNet2DConditionModel" in wrong.reason
+    with pytest.raises(InputError, match="not a video model"):
+        require(str(image_model))
 
 
 def test_loaded_model_steps_shapes_dtypes_and_the_mask_channel(tiny):
