@@ -650,7 +650,13 @@ class XrViewer:
                 self._exit_requested = True
                 self.report.exit_reason = "cancelled" if self._stop.is_set() else "frames done"
             if not self._running:
-                if self._state is None and time.monotonic() - t0 > self.cfg.start_timeout_s:
+                # no state yet, or (with --frames: tests, benchmarks) a session parked in
+                # IDLE that never gets READY (a headset asleep): give up after the timeout;
+                # an interactive session may wait in IDLE for the user to put the headset on
+                waiting = self._state is None or (
+                    self.cfg.frames is not None and self.report.frames == 0
+                )
+                if waiting and time.monotonic() - t0 > self.cfg.start_timeout_s:
                     raise XrUnavailableError(
                         f"{self.report.runtime}: the session did not become ready within "
                         f"{self.cfg.start_timeout_s:g} s (is the headset on and the runtime "

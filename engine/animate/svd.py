@@ -361,6 +361,9 @@ class SVDAnimator:
         self.stats = den.stats
         progress.update(0.9, "decoding frames")
         video = model.decode(latents, progress.sub(0.9, 0.97))  # [T, 3, H', W']
+        del model, den  # free the UNet, VAE and CLIP (and their GPU memory) before compositing
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         if video.shape[-2:] != (h, w):
             video = resize_wrapped(video, (h, w))  # no seam step at sizes the model rounds
         composite(pano.rgb, union, video.cpu(), out, progress.sub(0.97, 1.0))

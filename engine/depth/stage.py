@@ -101,15 +101,19 @@ class ModelDepthStage:
             per_view[t] = model.view_depths(
                 imgs.permute(0, 2, 3, 1), views[0], lambda f, t=t, m=msg: est.update((t + f) / n, m)
             )
+        kind = model.kind
+        del model  # free the network (and its GPU memory) before the alignment
+        if dev == "cuda":
+            torch.cuda.empty_cache()
         depth = align_depths(
             per_view, views, size, motion_weight=motion_weight,
             cfg=dataclasses.replace(cfg.align, device=dev),
             progress=progress.sub(0.4, 0.95),
         )  # fmt: skip
-        depth, how = self._units(depth, model.kind, user_depth)
+        depth, how = self._units(depth, kind, user_depth)
         depth = depth.clamp(self.depth.near, self.depth.far).numpy().astype(np.float32)
         progress.update(1.0, "depth aligned")
-        return PanoDepth(depth, f"{model.kind} depth model {cfg.model}, eq. 4 aligned, {how}")
+        return PanoDepth(depth, f"{kind} depth model {cfg.model}, eq. 4 aligned, {how}")
 
     def _units(
         self, depth: torch.Tensor, kind: str, user_depth: np.ndarray | None

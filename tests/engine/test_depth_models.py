@@ -82,7 +82,9 @@ def _box_planar_z(view: View) -> np.ndarray:
     lo, hi = np.array([-3.0, -1.6, -4.0]), np.array([2.5, 1.4, 3.0])
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(rays > 0, hi / rays, np.where(rays < 0, lo / rays, np.inf)).min(-1)
-    return t / view.planar_to_ray(), t
+    # planar z = the hit point's distance along the viewing axis (independent of the code's
+    # planar_to_ray factor, which the conversion uses)
+    return t * (rays @ view.forward()), t
 
 
 def test_conversion_matches_analytic_box_room():
