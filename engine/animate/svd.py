@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import hub
+from ..devices import pick_device
 from ..errors import InputError
 from ..io import Panorama, Region
 from ..progress import Progress
@@ -115,14 +116,6 @@ def require(model: str) -> Path:
     if p.path is None:
         raise InputError(f"no video model weights: {p.reason}; {FALLBACK}")
     return p.path
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: CUDA is not available here; use --device cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def load_components(path: Path, device: torch.device) -> dict:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..devices import pick_device
 from ..errors import InputError
 from ..progress import Progress
 from ..sphere import ViewSetConfig, make_views, perspective_view
@@ -84,9 +85,7 @@ class ModelDepthStage:
         """frames: [T, H, W, 3] uint8; size: (h, w) of the depth; motion_weight [H, W]."""
         progress = progress or Progress("depth")
         cfg = self.cfg
-        dev = cfg.device
-        if dev == "auto":
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        dev = pick_device(cfg.device).type
         mcfg = DepthModelConfig(batch=cfg.batch, far=cfg.far_ratio, device=dev)
         progress.update(0.0, f"loading depth model {cfg.model}")
         model = DepthModel.load(cfg.model, mcfg)
