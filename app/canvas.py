@@ -147,10 +147,8 @@ def _premul(color: tuple[int, int, int], alpha: float) -> int:
 class PaintCanvas(QWidget):
     """The painting canvas (module docs)."""
 
-    strokeFinished = Signal()
     toolChanged = Signal(str)
     brushSizeChanged = Signal(float)
-    zoomChanged = Signal(float)
 
     def __init__(self, model: RegionsModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -189,6 +187,7 @@ class PaintCanvas(QWidget):
         model.pixelsChanged.connect(self._on_pixels)
         model.layersChanged.connect(self._on_layers)
         model.changed.connect(self._on_changed)
+        model.currentChanged.connect(lambda _i: self._on_changed())  # bolder current arrow
         self._apply_cursor()
 
     # -- public API ----------------------------------------------------------------------
@@ -284,9 +283,7 @@ class PaintCanvas(QWidget):
 
     def _set_zoom(self, z: float) -> None:
         z = float(min(max(z, MIN_ZOOM), MAX_ZOOM))
-        if z != self.zoom:
-            self.zoom = z
-            self.zoomChanged.emit(z)
+        self.zoom = z
 
     def _normalise_pan(self) -> None:
         """Keep the undimmed copy under the widget centre (endless horizontal pan) and some of
@@ -510,9 +507,9 @@ class PaintCanvas(QWidget):
             c = self._current_centroid_widget() or self._drag_start
             if self._mouse is not None:
                 d = self._mouse - self._drag_start
-                if math.hypot(d.x(), d.y()) > 1:
+                if math.hypot(d.x(), d.y()) > 1 and self._current_layer() is not None:
                     angle = math.degrees(math.atan2(-d.y(), d.x()))
-                    layer = self.model.layers[self.model.current]
+                    layer = self._current_layer()
                     self._arrow(p, c, angle, layer.color, True, "", layer.motion == "sway")
             return
         if self._mouse is None or self.tool not in ("brush", "eraser") or self._drag == "pan":
@@ -534,8 +531,13 @@ class PaintCanvas(QWidget):
         p.drawLine(m + QPointF(-4, 0), m + QPointF(4, 0))
         p.drawLine(m + QPointF(0, -4), m + QPointF(0, 4))
 
+    def _current_layer(self):
+        """The current layer, None when there is none (an undo can remove it mid-gesture)."""
+        i = self.model.current
+        return self.model.layers[i] if 0 <= i < len(self.model.layers) else None
+
     def _current_centroid_widget(self) -> QPointF | None:
-        if self.model.current < 0:
+        if self._current_layer() is None:
             return None
         c = self.centroid(self.model.current)
         return None if c is None else self.image_to_widget(*c)
@@ -595,10 +597,8 @@ class PaintCanvas(QWidget):
         if drag in ("paint", "erase"):
             self._continue_stroke(event.position())
             self.model.end_stroke()
-            self.strokeFinished.emit()
         elif drag == "direction":
             self._direction_to(event.position())
-            self.strokeFinished.emit()
         elif drag == "pan":
             self._apply_cursor()
         self.update()
@@ -646,7 +646,7 @@ class PaintCanvas(QWidget):
 
     def _direction_to(self, pos: QPointF) -> None:
         d = pos - self._drag_start
-        if math.hypot(d.x(), d.y()) < 4 or self.model.current < 0:
+        if math.hypot(d.x(), d.y()) < 4 or self._current_layer() is None:
             return
         c = self.centroid(self.model.current)
         y = c[1] if c is not None else self.widget_to_image(self._drag_start)[1]
@@ -667,7 +667,6 @@ class PaintCanvas(QWidget):
         col, row = int(math.floor(x)) % w, int(math.floor(y))
         mask = flood_fill(self._rgb, col, row, self.fill_tolerance)
         self.model.paint_mask(self.model.current, mask, erase=erase)
-        self.strokeFinished.emit()
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt API
         steps = event.angleDelta().y() / 120.0
@@ -719,11 +718,18 @@ class PaintCanvas(QWidget):
         if action is None:
             super().keyPressEvent(event)
             return
-        if self._drag in ("paint", "erase"):  # finish the stroke before undoing
-            self._drag = None
-            self.model.end_stroke()
+        self._end_drag()  # an undo may remove the layer a drag is editing
         action()
         self.update()
+
+    def _end_drag(self) -> None:
+        """Finish the gesture in progress (a stroke is committed as it is); the button's
+        release then does nothing."""
+        drag, self._drag = self._drag, None
+        if drag in ("paint", "erase"):
+            self.model.end_stroke()
+        elif drag == "pan":
+            self._apply_cursor()
 
     def keyReleaseEvent(self, event) -> None:  # noqa: N802 - Qt API
         if event.key() == Qt.Key_Space and not event.isAutoRepeat():

@@ -75,12 +75,17 @@ class GenerateSettings:
             raise InputError("project settings: expected a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
         s = cls(**{k: v for k, v in d.items() if k in known})
+        for name in ("preset", "animator", "depth", "device", "svd_model", "depth_model"):
+            if not isinstance(getattr(s, name), str):
+                raise InputError(f"project settings: '{name}' must be a string")
         if s.preset not in PRESETS:
             raise InputError(f"project settings: unknown preset '{s.preset}'")
-        if s.frames is not None and not isinstance(s.frames, int):
+        if s.frames is not None and (not isinstance(s.frames, int) or isinstance(s.frames, bool)):
             raise InputError("project settings: 'frames' must be an integer or null")
-        if not isinstance(s.overrides, dict):
-            raise InputError("project settings: 'overrides' must be an object")
+        if not isinstance(s.overrides, dict) or not all(
+            isinstance(v, dict) for v in s.overrides.values()
+        ):
+            raise InputError("project settings: 'overrides' must be an object of objects")
         return s
 
     def to_config(self):
@@ -179,7 +184,13 @@ class GeneratePanel(QWidget):
         lay.addLayout(form)
         lay.addWidget(self.unavailable_note)
         lay.addWidget(self.generate_button)
+        # choices asked for (a project's settings) that the capabilities do not list yet (the
+        # probe takes seconds): kept, and picked when the probe lists them, unless the user
+        # picks something else first
+        self._pending: dict[str, str] = {}
         self.set_capabilities(self.capabilities)
+        for attr, combo, _fallback in self._choices():
+            combo.activated.connect(lambda _i, a=attr: self._pending.pop(a, None))
         self.preset_combo.currentIndexChanged.connect(self._on_preset)
         self.set_settings(GenerateSettings())
         for w in (self.preset_combo, self.animator_combo, self.depth_combo, self.device_combo):
@@ -191,7 +202,7 @@ class GeneratePanel(QWidget):
     def set_capabilities(self, caps: Capabilities) -> None:
         """Fill the animator/depth/device lists; greys out (with reasons) what cannot run."""
         self.capabilities = caps
-        keep = self.settings() if self.animator_combo.count() else None
+        keep = self.settings() if self.animator_combo.count() else None  # with what is pending
         _fill(self.animator_combo, caps.animators)
         _fill(self.depth_combo, caps.depth)
         _fill(self.device_combo, caps.devices)
@@ -210,33 +221,46 @@ class GeneratePanel(QWidget):
     # ------------------------------------------------------------------ settings
 
     def settings(self) -> GenerateSettings:
+        """What the form holds; a choice still waiting for the capabilities (see
+        :meth:`set_settings`) counts as chosen."""
         preset = str(self.preset_combo.currentData())
         frames = self.frames_spin.value()
+        shown = {
+            attr: str(combo.currentData() or fallback) for attr, combo, fallback in self._choices()
+        }
         return GenerateSettings(
             preset=preset,
             frames=None if frames == preset_frames(preset) else frames,
-            animator=str(self.animator_combo.currentData() or "flow"),
-            depth=str(self.depth_combo.currentData() or "prior"),
-            device=str(self.device_combo.currentData() or "auto"),
+            **{**shown, **self._pending},
             svd_model=self.svd_edit.text().strip() or DEFAULT_SVD_MODEL,
             depth_model=self.depth_edit.text().strip() or DEFAULT_DEPTH_MODEL,
             overrides=dict(self.overrides),
         )
 
+    def _choices(self) -> tuple[tuple[str, QComboBox, str], ...]:
+        """(settings field, its combo, the weightless default) per choice."""
+        return (
+            ("animator", self.animator_combo, "flow"),
+            ("depth", self.depth_combo, "prior"),
+            ("device", self.device_combo, "auto"),
+        )
+
     def set_settings(self, s: GenerateSettings) -> None:
-        """Show ``s``; a choice that cannot run here falls back to the weightless default."""
+        """Show ``s``; a choice that cannot run here falls back to the weightless default. One
+        the capabilities do not list yet (not probed) stays asked for: :meth:`settings`
+        returns it and :meth:`set_capabilities` picks it once listed and available."""
         self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(s.preset)))
         self._on_preset()
         self.svd_edit.setText(s.svd_model)
         self.depth_edit.setText(s.depth_model)
         if s.frames is not None:
             self.frames_spin.setValue(int(s.frames))
-        for combo, name, fallback in (
-            (self.animator_combo, s.animator, "flow"),
-            (self.depth_combo, s.depth, "prior"),
-            (self.device_combo, s.device, "auto"),
-        ):
+        self._pending = {}
+        for attr, combo, fallback in self._choices():
+            name = getattr(s, attr)
             pick = name if self.is_available(combo, name) else fallback
+            if combo.findData(name) < 0:
+                self._pending[attr] = name
             combo.setCurrentIndex(max(0, combo.findData(pick)))
         self.overrides = dict(s.overrides)
 

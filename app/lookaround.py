@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 import torch
-from PySide6.QtCore import QPointF, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QPointF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -70,8 +70,6 @@ def bilinear_taps(
 class LookAroundView(QWidget):
     """Perspective preview of the panorama and the model's regions (module docs)."""
 
-    viewChanged = Signal(float, float, float)  # yaw, pitch, fov (degrees)
-
     def __init__(self, model: RegionsModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.model = model
@@ -116,17 +114,7 @@ class LookAroundView(QWidget):
         fov = min(max(float(fov_deg), 20.0), 150.0)
         if (yaw, pitch, fov) != (self.yaw_deg, self.pitch_deg, self.fov_deg):
             self.yaw_deg, self.pitch_deg, self.fov_deg = yaw, pitch, fov
-            self.viewChanged.emit(yaw, pitch, fov)
             self.schedule()
-
-    def look_at_pixel(self, x: float, y: float) -> None:
-        """Turn towards panorama point (x, y) (continuous pixel coordinates)."""
-        h, w = self.model.size
-        if h <= 0:
-            return
-        lon = (x / w - 0.5) * 360.0
-        lat = (0.5 - y / h) * 180.0
-        self.set_view(lon, lat, self.fov_deg)
 
     def schedule(self) -> None:
         """Ask for one redraw soon (calls within the throttle interval coalesce; while a brush

@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
-from engine.io import Panorama, load_panorama  # noqa: E402
+from engine.io import Panorama, load_panorama, load_regions  # noqa: E402
 
 from . import dialogs  # noqa: E402
 from .canvas import PaintCanvas  # noqa: E402
@@ -112,6 +112,9 @@ class MainWindow(QMainWindow):
         self.worker: TaskWorker | None = None
         self.last_report: dict | None = None
         self.dirty = False
+        self._saves = 0  # project saves asked for by the UI (see _run_generation)
+        self._edits = 0  # changes made (see _sync_dirty)
+        self._run_saved: int | None = None  # _edits when the run's snapshot was saved
         self.capabilities = Capabilities()
         self.vr_process: QProcess | None = None
         self.resize(1400, 860)
@@ -271,10 +274,17 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ state helpers
 
     def _mark_dirty(self, *_args) -> None:
+        self._edits += 1
         if self.pano is not None and not self.dirty:
             self.dirty = True
             self._update_title()
         self._update_actions()
+
+    def _sync_dirty(self) -> None:
+        """Not dirty once a run's worker saved its snapshot and nothing changed since."""
+        if self.dirty and self._run_saved is not None and self._run_saved == self._edits:
+            self.dirty = False
+            self._update_title()
 
     def _update_title(self) -> None:
         if self.project is not None:
@@ -378,6 +388,7 @@ class MainWindow(QMainWindow):
         self.auto_project = False
         self.generation = None
         self.result_dir = None
+        self.last_report = None
         self.dirty = False
         self._add_recent(Path(path))
         self._update_title()
@@ -406,6 +417,8 @@ class MainWindow(QMainWindow):
         """Show a scene (native folder, generate output, .ply, PLY sequence) in Result."""
         from .viewer_window import open_any
 
+        if self._busy_refusal():  # an export may be reading the shown scene
+            return False
         try:
             scene = open_any(path)
         except Exception as e:  # InputError / FormatError: one line; others summarised
@@ -431,19 +444,20 @@ class MainWindow(QMainWindow):
     def open_project(self, path: str | os.PathLike[str], *, ask: bool = True) -> bool:
         if self._busy_refusal() or (ask and not self.maybe_save()):
             return False
-        try:
+        try:  # everything read and checked before any state is replaced
             data = load_project(path)
             pano = load_panorama(data.panorama)
+            size = (pano.height, pano.width)
+            regions = load_regions(data.regions_file, size) if data.regions_file else []
         except Exception as e:
             dialogs.error(self, "Cannot open project", *dialogs.describe(e))
             return False
         self._show_panorama(pano)
-        try:
-            if data.regions_file is not None:
-                self.model.load(data.regions_file)
-                self.model.undo_stack.clear()
-        except Exception as e:
-            dialogs.error(self, "Cannot read the project's regions", *dialogs.describe(e))
+        self.result_dir = None  # the previous project's; this one's is opened below
+        self.last_report = None
+        if regions:
+            self.model.set_regions(regions)
+            self.model.undo_stack.clear()
         self.generate_panel.set_settings(data.settings)
         self.project = data
         self.auto_project = data.folder.resolve().parent == self.runs_dir.resolve()
@@ -492,6 +506,7 @@ class MainWindow(QMainWindow):
         if self.pano is None:
             return False
         folder = project_folder(path)
+        self._saves += 1  # before saving: a generate worker's older snapshot must not follow
         try:
             result = self.result_dir
             if result is None and (folder / RESULT_DIR / "scene").is_dir():
@@ -511,6 +526,9 @@ class MainWindow(QMainWindow):
             else:
                 dialogs.error(self, "Cannot save project", *dialogs.describe(e))
             return False
+        if Path(self.pano.path or "") != self.project.panorama:  # the copy, or its original
+            self.pano = dataclasses.replace(self.pano, path=str(self.project.panorama))
+            self.size_label.setToolTip(f"{self.pano.path}\n{self.pano.source}")
         self.dirty = False
         self.auto_project = False
         self._add_recent(folder)
@@ -520,6 +538,7 @@ class MainWindow(QMainWindow):
 
     def autosave(self) -> None:
         """The timer's save: only a project that has a folder and unsaved changes."""
+        self._sync_dirty()
         if self.project is not None and self.dirty:
             self._quiet_save()
 
@@ -549,6 +568,7 @@ class MainWindow(QMainWindow):
 
     def maybe_save(self) -> bool:
         """Before replacing or closing the work: True to go on."""
+        self._sync_dirty()
         if not self.dirty or self.pano is None:
             return True
         what = self.project.folder.name if self.project else Path(self.pano.path or "").name
@@ -634,20 +654,25 @@ class MainWindow(QMainWindow):
         g = self.generation
         inputs = Inputs(panorama=Path(g["panorama"]), regions=Path(g["regions"]))
         snapshot = self._project_snapshot()  # the project as it is now, "running" recorded
+        saves, edits = self._saves, self._edits
+        self._run_saved = None
 
         def write_inputs_and_project() -> None:  # in the worker: PNG encoding and fsyncs
             if prepare is not None:
                 prepare()
-            if snapshot is not None:
-                save_project(**snapshot)
+            if snapshot is None:
+                return
+            # unless the UI saved (newer work) since the snapshot
+            if save_project(**snapshot, unless=lambda: self._saves != saves) is not None:
+                self._run_saved = edits  # read on the UI thread by _sync_dirty
 
         job = GenerateJob(
             inputs, cfg, Path(g["out"]), resume=resume, prepare=write_inputs_and_project
         )
-        self.dirty = False
-        self._update_title()
+        # ``dirty`` stays: the worker saves the snapshot, and may fail (see _sync_dirty)
         worker = GenerateWorker(job, self)
         worker.progress.connect(self.progress_panel.update_progress)
+        worker.progress.connect(lambda *_: self._sync_dirty())
         worker.finished.connect(self._generation_finished)
         worker.cancelled.connect(lambda: self._generation_ended("cancelled", "Cancelled"))
         worker.failed.connect(self._generation_failed)
@@ -671,9 +696,16 @@ class MainWindow(QMainWindow):
             self.worker.cancel()
             self.statusBar().showMessage("Cancelling…")
 
+    def _release_worker(self) -> None:
+        """Free what a finished worker holds (its function's closure: scenes, masks) and the
+        worker itself; its outcome stays readable."""
+        w = self.worker
+        if w is not None and not w.released and w.wait(10000):
+            w.release()
+            w.deleteLater()
+
     def _generation_ended(self, status: str, text: str) -> None:
-        if self.worker is not None:
-            self.worker.wait(10000)
+        self._release_worker()
         if self.generation is not None:
             self.generation["status"] = status
         self.progress_panel.stop(text)
@@ -703,7 +735,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ result
 
     def _toggle_before(self) -> None:
-        if self.viewer.before_button.isVisible():
+        if not self.viewer.before_button.isHidden():  # hidden: no before image (not: other tab)
             self.tabs.setCurrentIndex(1)
             self.viewer.set_before(not self.viewer.showing_before)
 
@@ -762,10 +794,12 @@ class MainWindow(QMainWindow):
         if kind == "scene":
             from engine.scene import save_scene
 
+            scene_path = self.scene_path  # the shown scene's, as it is now
+
             def write_scene(cb, cancel):
-                if self.scene_path is not None:
+                if scene_path is not None:
                     with atomic_dir(dest) as tmp:
-                        shutil.copytree(self.scene_path, tmp, dirs_exist_ok=True)
+                        shutil.copytree(scene_path, tmp, dirs_exist_ok=True)
                     return dest
                 save_scene(scene, dest, half=True)
                 return dest
@@ -794,8 +828,7 @@ class MainWindow(QMainWindow):
         return None
 
     def _export_ended(self, text: str) -> None:
-        if self.worker is not None:
-            self.worker.wait(10000)
+        self._release_worker()
         self.progress_panel.stop(text)
         self.statusBar().showMessage(text, 10000)
         self._update_actions()

@@ -38,6 +38,7 @@ import os
 import secrets
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,11 +159,16 @@ def save_project(
     copy_panorama: bool = False,
     result: Path | None = None,
     generation: dict[str, Any] | None = None,
-) -> ProjectData:
+    unless: Callable[[], bool] | None = None,
+) -> ProjectData | None:
     """Write a project (crash-safe, see the module doc) and return what was written.
 
-    Thread-safe: a generate worker records its run while the UI thread may autosave."""
+    Thread-safe: a generate worker records its run while the UI thread may autosave.
+    ``unless``: checked under the save lock; when it returns True nothing is written and the
+    result is None (a worker's older snapshot must not replace a newer save)."""
     with _SAVE_LOCK:
+        if unless is not None and unless():
+            return None
         return _save_project(
             project_folder(folder),
             panorama=panorama,
@@ -189,17 +195,38 @@ def _save_project(
     folder.mkdir(parents=True, exist_ok=True)
     panorama = Path(panorama).absolute()
     original = panorama
-    copy_name = None
-    if copy_panorama:
-        copy_name = _copy_panorama(folder, panorama)
+    recorded = None  # the original path the current project.json names
     doc_path = folder / PROJECT_FILE
     if doc_path.is_file():  # keep the original path when re-saving from the copy
         try:
             old = json.loads(doc_path.read_text())
+            recorded = Path(old["panorama"]["path"])
             if old["panorama"].get("copy") and (folder / old["panorama"]["copy"]) == panorama:
-                original = Path(old["panorama"]["path"])
+                original = recorded
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
+    # a panorama copy of this folder (what _remove_stale removes when it is no longer named)
+    is_copy = panorama.parent == folder.absolute() and panorama.name.startswith("panorama-")
+    if is_copy and not panorama.is_file() and recorded and recorded.is_file():
+        panorama = original = recorded  # an earlier save removed the copy: the original
+        is_copy = False
+    if is_copy and not copy_panorama:
+        # the copy is removed below: name the original, which must still be there (checked
+        # before anything is written)
+        if recorded is None or recorded.absolute() == panorama:
+            raise InputError(
+                f"{folder}: the panorama's original is unknown; keep 'Copy Panorama into "
+                "Project' ticked"
+            )
+        original = recorded
+        if not original.is_file():
+            raise InputError(
+                f"{folder}: the panorama's original {original} is missing; keep 'Copy "
+                "Panorama into Project' ticked (the copy is the only one)"
+            )
+    copy_name = None
+    if copy_panorama:
+        copy_name = _copy_panorama(folder, panorama)
     regions_rel = _write_regions(folder, regions)
     new_regions = folder / regions_rel.split("/")[0] if regions_rel else None
     gen = None
@@ -232,6 +259,25 @@ def _fail(folder: Path, problem: str) -> InputError:
     return InputError(f"{folder}: {problem}")
 
 
+_PATH_KEYS = ("regions", "result")
+_STATUSES = ("running", "done", "cancelled", "failed")
+
+
+def _check_generation(gen) -> None:
+    """InputError (one line) unless ``gen`` is a generation record as the module doc says."""
+    if not isinstance(gen, dict):
+        raise InputError("'generation' must be an object or null")
+    if gen.get("status") not in _STATUSES:
+        raise InputError(f"generation 'status' must be one of {', '.join(_STATUSES)}")
+    for key in ("out", "panorama", "regions"):
+        if not isinstance(gen.get(key), str) or not gen[key]:
+            raise InputError(f"generation '{key}' must be a path string")
+    try:
+        GenerateSettings.from_json(gen.get("settings"))
+    except InputError as e:
+        raise InputError(f"generation {e}") from None
+
+
 def load_project(path: str | os.PathLike[str]) -> ProjectData:
     """Read a project folder; InputError (one line) for anything unusable."""
     folder = project_folder(path)
@@ -248,11 +294,17 @@ def load_project(path: str | os.PathLike[str]) -> ProjectData:
         raise _fail(folder, f"project version {doc.get('version')!r}; this Pano4D reads {VERSION}")
     try:
         pano = doc["panorama"]
+        if not isinstance(pano, dict) or not isinstance(pano.get("path"), str):
+            raise InputError("'panorama' must be an object with a 'path' string")
         original = Path(pano["path"])
         copy = pano.get("copy")
+        for key, value in (("panorama copy", copy), *((k, doc.get(k)) for k in _PATH_KEYS)):
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"'{key}' must be a path string or null")
         settings = GenerateSettings.from_json(doc.get("settings", {}))
         gen = doc.get("generation")
         if gen is not None:
+            _check_generation(gen)
             gen = {
                 k: (str(_abs(folder, v)) if k in ("out", "panorama", "regions") and v else v)
                 for k, v in gen.items()

@@ -139,10 +139,6 @@ def _swatch(color: tuple[int, int, int]) -> QIcon:
 class RegionPanel(QWidget):
     """Regions, motion settings and tools for a :class:`PaintCanvas` (module docs)."""
 
-    regionsImported = Signal(str)
-    regionsExported = Signal(str)
-    errorShown = Signal(str)
-
     def __init__(
         self, model: RegionsModel, canvas: PaintCanvas, parent: QWidget | None = None
     ) -> None:
@@ -437,7 +433,6 @@ class RegionPanel(QWidget):
         except InputError as exc:
             self.show_error("Import regions", str(exc))
             return False
-        self.regionsImported.emit(os.fspath(path))
         return True
 
     def export_regions(self, path: str | os.PathLike) -> bool:
@@ -447,11 +442,9 @@ class RegionPanel(QWidget):
         except InputError as exc:
             self.show_error("Export regions", str(exc))
             return False
-        self.regionsExported.emit(os.fspath(path))
         return True
 
     def show_error(self, title: str, text: str) -> None:
-        self.errorShown.emit(text)
         QMessageBox.warning(self, title, text)
 
     def _import_dialog(self) -> None:

@@ -12,10 +12,10 @@ later layer wins where layers overlap, as in the engine's :func:`engine.animate.
 region_weights`), updated incrementally in the rectangle each edit touched. The canvas and the
 look-around view draw from it.
 
-Signals: ``changed`` after any edit; ``pixelsChanged(x, y, w, h)`` with the rectangle (in
-panorama pixels, never wrapping) whose labels changed; ``layersChanged`` when layers were
-added, removed, reordered, recoloured or replaced (the whole overlay must be rebuilt);
-``currentChanged(int)``.
+Signals: ``changed`` after any edit (not when only the current layer changes);
+``pixelsChanged(x, y, w, h)`` with the rectangle (in panorama pixels, never wrapping) whose
+labels changed; ``layersChanged`` when layers were added, removed, reordered, recoloured or
+replaced (the whole overlay must be rebuilt); ``currentChanged(int)``.
 
 Brush geometry: a stroke segment from (x0, y0) to (x1, y1) in continuous panorama coordinates
 (pixel (col, row) covers [col, col + 1) x [row, row + 1)) paints exactly the pixels whose
@@ -301,8 +301,7 @@ class RegionsModel(QObject):
             raise IndexError(f"no region layer {i} (there are {len(self.layers)})")
         if i != self.current:
             self.current = i
-            self.currentChanged.emit(i)
-            self.changed.emit()
+            self.currentChanged.emit(i)  # a selection, not an edit: no ``changed``
 
     def layer_index(self, layer: RegionLayer) -> int:
         for i, candidate in enumerate(self.layers):

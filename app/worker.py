@@ -65,17 +65,29 @@ class TaskWorker(QObject):
         self._last_emit = 0.0
         self._last_stage = ""
         self._lock = threading.Lock()
+        self._released = False
         self._thread = _Runner(self._run, self)
 
     def start(self) -> None:
         self._thread.start()
 
     def is_running(self) -> bool:
-        return self._thread.isRunning()
+        return not self._released and self._thread.isRunning()
 
     def wait(self, timeout_ms: int = 30000) -> bool:
         """Block until the thread ends (True) or ``timeout_ms`` passed (False)."""
-        return bool(self._thread.wait(timeout_ms))
+        return self._released or bool(self._thread.wait(timeout_ms))
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def release(self) -> None:
+        """After the run ended (:meth:`wait` returned True): drop the function (its closure
+        may hold scenes and masks) so that the worker can be deleted (``deleteLater``);
+        :attr:`outcome`, :attr:`error`, :meth:`is_running` and :meth:`wait` still answer."""
+        self._released = True
+        self._fn = None
 
     def cancel(self) -> None:
         self.cancel_token.cancel()
@@ -128,7 +140,11 @@ class GenerateWorker(TaskWorker):
 
     def __init__(self, job: GenerateJob, parent=None) -> None:
         super().__init__(self._generate, parent)
-        self.job = job
+        self.job: GenerateJob | None = job
+
+    def release(self) -> None:
+        super().release()
+        self.job = None  # its prepare closure holds the regions' full-resolution masks
 
     def _generate(self, callback, cancel: CancelToken) -> dict:
         from engine import pipeline

@@ -428,3 +428,42 @@ def test_panel_edits_export_import_and_errors(setup, qtbot, tmp_path, monkeypatc
     assert model.is_empty()
     qtbot.mouseClick(panel.undo_button, Qt.LeftButton)
     assert not model.is_empty()
+
+
+def test_undo_during_a_direction_drag_ends_it_and_painting_survives(setup, qtbot):
+    """Ctrl+Z while the direction drag that created the region is held removes that region:
+    the drag ends first; and a drag whose region went away (an undo from elsewhere) draws
+    nothing instead of failing inside paintEvent."""
+    model, canvas, _ = setup
+    canvas.setFocus()
+    canvas.set_tool("direction")
+    start = canvas.image_to_widget(60, 32).toPoint()
+    qtbot.mousePress(canvas, Qt.LeftButton, pos=start)
+    assert len(model.layers) == 1 and canvas._drag == "direction"  # the drag made a region
+    qtbot.keyClick(canvas, Qt.Key_Z, Qt.ControlModifier)
+    assert model.layers == [] and model.current == -1 and canvas._drag is None
+    qtbot.mouseMove(canvas, start + QPoint(40, -20))
+    canvas.repaint()
+    qtbot.mouseRelease(canvas, Qt.LeftButton, pos=start + QPoint(40, -20))
+    assert model.layers == [] and model.undo_stack.index() == 0
+
+    qtbot.mousePress(canvas, Qt.LeftButton, pos=start)
+    assert len(model.layers) == 1
+    model.undo_stack.undo()  # not through the canvas: the drag is still held
+    assert model.layers == [] and canvas._drag == "direction"
+    qtbot.mouseMove(canvas, start + QPoint(40, -20))
+    canvas.repaint()
+    assert canvas.grab().width() == canvas.width()
+    qtbot.mouseRelease(canvas, Qt.LeftButton, pos=start + QPoint(40, -20))
+    assert model.layers == [] and canvas._drag is None
+
+
+def test_selecting_a_region_is_not_an_edit_but_repaints(setup, qtbot):
+    model, canvas, _ = setup
+    model.add_layer("a")
+    model.add_layer("b")
+    edits, repaints = [], []
+    model.changed.connect(lambda: edits.append(1))
+    canvas.update = lambda *a: repaints.append(a)  # the instance's, as the slot calls it
+    model.set_current(0)
+    assert model.current == 0 and not edits and repaints

@@ -424,6 +424,41 @@ def test_exports_match_the_engine_readers(win, qtbot, result_dir, tmp_path, dial
     assert win.progress_panel.stage_label.text().startswith("Exported to")
 
 
+def test_no_scene_opens_while_a_job_runs_and_finished_workers_are_freed(
+    win, qtbot, result_dir, tmp_path, dialogs
+):
+    import threading
+
+    out = result_dir / "out"
+    assert win.open_scene_path(out)
+    gate = threading.Event()
+    real_task = win._export_task
+
+    def held(kind, scene, dest):  # the export waits until the test lets it go
+        task = real_task(kind, scene, dest)
+        return lambda cb, cancel: (gate.wait(30), task(cb, cancel))[1]
+
+    win._export_task = held
+    try:
+        assert win.export_to("scene", tmp_path / "copy")
+        assert not win.open_scene_path(out / "scene")
+        assert dialogs.errors[-1][0] == "A job is running" and win.scene_path == out / "scene"
+    finally:
+        gate.set()
+    wait_job(qtbot, win)
+    assert load_scene(tmp_path / "copy").n_frames == load_scene(out / "scene").n_frames
+    worker = win.worker
+    assert worker.outcome == "finished" and worker.released and worker._fn is None
+    assert not win._running() and worker.wait(0)
+    qtbot.waitUntil(lambda: not shiboken_valid(worker))  # deleteLater ran
+
+
+def shiboken_valid(obj) -> bool:
+    import shiboken6
+
+    return shiboken6.isValid(obj)
+
+
 def test_preview_export_renders_when_the_result_has_none(win, qtbot, result_dir, tmp_path):
     from engine.video import read_mp4
 
@@ -459,6 +494,78 @@ def test_before_after_shows_the_input_through_the_same_camera(win, qtbot, result
     assert grabbed.width() > 100
     win.before_action.trigger()
     assert not viewer.showing_before
+
+
+def test_before_after_shortcut_works_from_the_paint_tab(win, qtbot, result_dir):
+    from PySide6.QtCore import Qt
+
+    win.pano = load_panorama(result_dir / "park_small.png")
+    assert win.open_scene_path(result_dir / "out")
+    win.tabs.setCurrentIndex(0)  # the Result tab's widgets are not visible from here
+    with qtbot.waitActive(win):
+        win.activateWindow()
+    qtbot.keyClick(win.tabs, Qt.Key_B, Qt.ControlModifier)
+    assert win.tabs.currentIndex() == 1 and win.viewer.showing_before
+    qtbot.keyClick(win.tabs, Qt.Key_B, Qt.ControlModifier)
+    assert not win.viewer.showing_before
+
+
+def test_opening_another_project_forgets_the_previous_result(win, result_dir, pano_path, tmp_path):
+    from app.project import save_project
+
+    a = save_project(
+        tmp_path / "a",
+        panorama=pano_path,
+        regions=[],
+        settings=tiny_config(),
+        result=result_dir / "out",
+    )
+    b = save_project(tmp_path / "b", panorama=pano_path, regions=[], settings=tiny_config())
+    assert win.open_project(a.folder) and win.result_dir == result_dir / "out"
+    assert win.viewer.view.scene is not None
+    assert win.open_project(b.folder)
+    assert win.result_dir is None and win.scene_path is None and win.viewer.view.scene is None
+    assert not win.export_actions["mp4"].isEnabled()
+    assert win.save_project_to(b.folder)
+    assert json.loads((b.folder / "project.json").read_text())["result"] is None
+
+
+def test_project_settings_survive_the_capability_probe(win, pano_path, tmp_path):
+    """A project opened before the probe answered (its choices not listed yet) keeps them:
+    a save in the meantime writes them, and the probe's answer selects them."""
+    from app.capabilities import Capabilities, Choice
+    from app.generate_panel import GenerateSettings
+    from app.project import load_project, save_project
+
+    wanted = GenerateSettings(
+        preset="preview", animator="svd", depth="model", device="cuda", svd_model="/models/svd"
+    )
+    data = save_project(tmp_path / "p", panorama=pano_path, regions=[], settings=wanted)
+    panel = win.generate_panel
+    assert panel.animator_combo.findData("svd") < 0  # nothing probed yet
+    assert win.open_project(data.folder)
+    assert panel.settings() == wanted
+    assert win.save_project_to(data.folder)
+    assert load_project(data.folder).settings == wanted
+    win.set_capabilities(
+        Capabilities(
+            cuda=True,
+            animators=(Choice("flow", "Flow", True), Choice("svd", "Video diffusion", True)),
+            depth=(Choice("prior", "Prior", True), Choice("model", "Depth model", True)),
+            devices=(Choice("auto", "Auto", True), Choice("cuda", "CUDA", True)),
+        )
+    )
+    shown = [c.currentData() for c in (panel.animator_combo, panel.depth_combo, panel.device_combo)]
+    assert shown == ["svd", "model", "cuda"] and panel.settings() == wanted
+    # a choice the probe lists as unavailable falls back; the user's own pick wins too
+    panel.set_settings(wanted)
+    win.set_capabilities(Capabilities())
+    assert panel.settings().animator == "svd"  # not listed: still asked for
+    panel.animator_combo.activated.emit(0)  # the user picks Flow
+    win.set_capabilities(
+        Capabilities(animators=(Choice("flow", "Flow", True), Choice("svd", "SVD", True)))
+    )
+    assert panel.settings().animator == "flow" and panel.settings().device == "cuda"
 
 
 def test_enter_vr_runs_a_separate_process_and_reports_failure(win, qtbot, result_dir, dialogs):

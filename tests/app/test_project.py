@@ -222,3 +222,168 @@ def test_reopening_an_interrupted_project_offers_resume(gui, qtbot, tmp_path, di
     doc = json.loads((folder / "project.json").read_text())
     assert doc["generation"]["status"] == "done" and doc["result"] == "result"
     win.close()
+
+
+def test_unticking_copy_records_the_original_and_never_loses_the_only_copy(
+    gui, qtbot, tmp_path, dialogs
+):
+    from app.project import load_project
+
+    win = make_window(gui, qtbot, tmp_path)
+    pano = tiny_panorama(tmp_path).absolute()
+    win.open_panorama(pano)
+    win.model.set_regions(two_regions())
+    folder = tmp_path / "p.pano4dproj"
+    win.copy_action.trigger()  # ticked
+    assert win.save_project_to(folder)
+    copy = load_project(folder).panorama
+    assert copy.parent == folder and Path(win.pano.path) == copy
+    win.copy_action.trigger()  # unticked: the copy goes, the project names the original
+    assert win.save_project_to(folder) and not copy.exists()
+    assert Path(win.pano.path) == pano
+    assert win.save_project_to(folder)  # and again
+    assert load_project(folder).panorama == pano and not load_project(folder).copied
+
+    win.copy_action.trigger()
+    assert win.save_project_to(folder)
+    copy = load_project(folder).panorama
+    pano.unlink()  # the copy is now the only one
+    win.copy_action.trigger()
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert not win.save_project_to(folder)
+    title, message, _ = dialogs.errors[-1]
+    assert title == "Cannot save project" and "missing" in message and "\n" not in message
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert load_project(folder).panorama == copy and win.dirty
+    win.dirty = False
+    win.close()
+
+
+def test_a_failed_run_save_keeps_the_edits_unsaved(gui, qtbot, tmp_path, dialogs, monkeypatch):
+    import app.main_window as mw
+
+    win = make_window(gui, qtbot, tmp_path)
+    win.open_panorama(tiny_panorama(tmp_path))
+    win.generate_panel.set_settings(tiny_config())
+    win.model.set_regions(two_regions()[:1])
+    dialogs.paths.append(str(tmp_path / "mine"))
+    assert win.save_as()
+    win.model.set_regions(two_regions())  # an edit the run's snapshot is to save
+
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mw, "save_project", disk_full)
+    assert win.start_generation()
+    qtbot.waitUntil(lambda: not win._running() and not win.progress_panel.running, timeout=60000)
+    assert dialogs.errors[-1][0] == "Generation failed" and "disk full" in dialogs.errors[-1][1]
+    assert win.dirty and win.windowTitle().endswith("*")  # closing still asks
+    win.dirty = False
+    win.close()
+
+
+def test_a_save_while_the_run_prepares_is_not_replaced_by_its_snapshot(
+    gui, qtbot, tmp_path, dialogs, monkeypatch
+):
+    import threading
+
+    import app.main_window as mw
+    from app.project import load_project
+
+    win = make_window(gui, qtbot, tmp_path)
+    win.open_panorama(tiny_panorama(tmp_path))
+    win.generate_panel.set_settings(tiny_config())
+    win.model.set_regions(two_regions()[:1])
+    dialogs.paths.append(str(tmp_path / "mine"))
+    assert win.save_as()
+    folder = win.project.folder
+    gate, worker_saved = threading.Event(), threading.Event()
+    real_inputs, real_save = mw.write_run_inputs, mw.save_project
+
+    def slow_inputs(*args):
+        assert gate.wait(30)
+        return real_inputs(*args)
+
+    def save(*args, **kwargs):
+        try:
+            return real_save(*args, **kwargs)
+        finally:
+            if threading.current_thread() is not threading.main_thread():
+                worker_saved.set()
+
+    monkeypatch.setattr(mw, "write_run_inputs", slow_inputs)
+    monkeypatch.setattr(mw, "save_project", save)
+    assert win.start_generation()  # its snapshot: one region
+    try:
+        win.model.set_regions(two_regions())
+        assert win.save_project_to(folder)  # the user saves while the run writes its inputs
+        saved = (folder / "project.json").read_bytes()
+        gate.set()
+        assert worker_saved.wait(30)  # (no Qt events meanwhile: the run's end cannot save)
+        assert (folder / "project.json").read_bytes() == saved
+        regions = load_regions(load_project(folder).regions_file, (H, W))
+        assert_same_regions(regions, two_regions())
+    finally:
+        gate.set()
+        win.worker.cancel()
+        qtbot.waitUntil(lambda: not win._running() and not win.progress_panel.running)
+        win.dirty = False
+        win.close()
+
+
+def test_hand_edited_projects_give_one_line_and_change_nothing(gui, qtbot, tmp_path, dialogs):
+    from app.project import load_project, save_project
+
+    pano = tiny_panorama(tmp_path)
+    data = save_project(
+        tmp_path / "p", panorama=pano, regions=two_regions(), settings=tiny_config()
+    )
+    doc_path = data.folder / "project.json"
+    doc = json.loads(doc_path.read_text())
+    gen = {
+        "status": "done",
+        "out": "result",
+        "panorama": str(pano),
+        "regions": "run/regions.json",
+        "settings": doc["settings"],
+    }
+    cases = [
+        ({"generation": {"status": "running"}}, "generation 'out' must be a path string"),
+        ({"generation": {**gen, "status": "paused"}}, "generation 'status' must be one of"),
+        ({"generation": [1]}, "'generation' must be an object or null"),
+        ({"generation": {**gen, "settings": None}}, "generation project settings"),
+        ({"settings": {**doc["settings"], "svd_model": None}}, "'svd_model' must be a string"),
+        ({"settings": {**doc["settings"], "device": 3}}, "'device' must be a string"),
+        ({"settings": {**doc["settings"], "frames": True}}, "'frames' must be an integer"),
+        ({"settings": {**doc["settings"], "overrides": {"lift": 3}}}, "'overrides' must be"),
+        ({"regions": 5}, "'regions' must be a path string or null"),
+        ({"result": ["x"]}, "'result' must be a path string or null"),
+        ({"panorama": {"path": None}}, "'panorama' must be an object with a 'path' string"),
+    ]
+    for change, words in cases:
+        doc_path.write_text(json.dumps({**doc, **change}))
+        with pytest.raises(InputError) as e:
+            load_project(data.folder)
+        assert words in str(e.value) and "\n" not in str(e.value), (change, str(e.value))
+
+    win = make_window(gui, qtbot, tmp_path)
+    assert win.open_panorama(pano)
+    win.model.set_regions(two_regions()[:1])
+    regions_path = data.folder / doc["regions"]
+    for text, regions_text in (
+        (json.dumps({**doc, "generation": {"status": "running"}}), None),
+        (json.dumps({**doc, "settings": {**doc["settings"], "svd_model": None}}), None),
+        (json.dumps(doc), "{ not json"),  # a broken region file
+    ):
+        doc_path.write_text(text)
+        if regions_text is not None:
+            regions_path.write_text(regions_text)
+        assert not win.open_project(data.folder, ask=False)
+        title, message, _ = dialogs.errors[-1]
+        assert title == "Cannot open project" and "\n" not in message
+        assert win.project is None and win.generation is None  # nothing swapped in
+        assert_same_regions(win.model.to_regions(), two_regions()[:1])
+    win.model.paint_mask(0, np.ones((H, W), bool))  # edits still work (no KeyError)
+    assert len(dialogs.errors) == 3
+    win.dirty = False
+    win.close()

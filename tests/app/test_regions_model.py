@@ -267,3 +267,13 @@ def test_many_edits_do_not_drain_references_to_true(model):
         model.stroke_segment(k % W, 10.0, k % W + 1.0, 11.0, 3)
     model.end_stroke()
     assert sys.getrefcount(True) > before - 100
+
+
+def test_changing_the_current_layer_is_not_an_edit(model):
+    model.add_layer("a")
+    model.add_layer("b")
+    seen = []
+    model.changed.connect(lambda: seen.append("changed"))
+    model.currentChanged.connect(lambda i: seen.append(i))
+    model.set_current(0)
+    assert seen == [0] and model.undo_stack.count() == 2

@@ -146,6 +146,7 @@ def test_cancel_stops_within_a_second_and_resume_uses_the_checkpoints(qtbot, inp
     qtbot.waitUntil(lambda: any(p[0] == "lift" for p in rec3.progress), timeout=60000)
     resumed.cancel()  # (do not wait for 400 iterations) - but animate came from the checkpoint
     qtbot.waitUntil(lambda: bool(rec3.ends), timeout=10000)
+    assert resumed.wait(5000)  # the thread has ended before the worker can be destroyed
     assert any(p[0] == "animate" and "resumed" in p[2] for p in rec3.progress)
 
 
