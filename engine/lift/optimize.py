@@ -289,11 +289,13 @@ class Lifter:
             g = Gaussians.cat([ps.gaussians(), pd.gaussians()])
             loss = torch.zeros((), device=self.device)
             for _ in range(cfg.views_per_iter):
+                progress.cancel.check()  # an iteration can take ~1 s: check per view
                 view = self._training_view(rng, base)
                 render = _render_full(g, view, self._regs.needs_depth)
                 loss = loss + rgb_loss(render.rgb, targets(0, view))
                 frac = (it + 1) / max(cfg.static_iters, 1)
                 loss = loss + self._regs.loss(g, view, 0, frac, render)
+            progress.cancel.check()
             opt.zero_grad(set_to_none=True)
             (loss / cfg.views_per_iter).backward()
             opt.step()
@@ -327,6 +329,7 @@ class Lifter:
             g = Gaussians.cat([static, pd.gaussians()])
             loss = torch.zeros((), device=self.device)
             for _ in range(cfg.views_per_iter):
+                progress.cancel.check()
                 view = self._training_view(rng, region_views)
                 full = _render_full(g, view, self._regs.needs_depth)
                 render = full.rgb
@@ -336,6 +339,7 @@ class Lifter:
                 loss = loss + cfg.lambda_temporal * (render - before).abs().mean()
                 frac = (it + 1) / max(cfg.dynamic_iters, 1)
                 loss = loss + self._regs.loss(g, view, t, frac, full)
+            progress.cancel.check()
             opt.zero_grad(set_to_none=True)
             (loss / cfg.views_per_iter).backward()
             opt.step()
