@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-
-if "OpenGL" not in sys.modules:  # before viewer/OpenGL: Qt's context is GLX (app.gl_widget)
-    os.environ["PYOPENGL_PLATFORM"] = "glx"
-
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
 __all__ = ["run_app"]
 

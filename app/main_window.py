@@ -19,20 +19,16 @@ All long work runs in :mod:`app.worker` threads; every dialog goes through
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import sys
+import time
+from pathlib import Path
 
-if "OpenGL" not in sys.modules:  # before viewer/OpenGL: Qt's context is GLX (app.gl_widget)
-    os.environ["PYOPENGL_PLATFORM"] = "glx"
-
-import dataclasses  # noqa: E402
-import shutil  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from PySide6.QtCore import QProcess, QSettings, QStandardPaths, Qt, QTimer  # noqa: E402
-from PySide6.QtGui import QAction, QKeySequence  # noqa: E402
-from PySide6.QtWidgets import (  # noqa: E402
+from PySide6.QtCore import QProcess, QSettings, QStandardPaths, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
@@ -41,15 +37,15 @@ from PySide6.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
-from engine.io import Panorama, load_panorama, load_regions  # noqa: E402
+from engine.io import Panorama, load_panorama, load_regions
 
-from . import dialogs  # noqa: E402
-from .canvas import PaintCanvas  # noqa: E402
-from .capabilities import Capabilities, CapabilityProbe  # noqa: E402
-from .generate_panel import GeneratePanel, GenerateSettings  # noqa: E402
-from .lookaround import LookAroundView  # noqa: E402
-from .progress_panel import ProgressPanel, clock  # noqa: E402
-from .project import (  # noqa: E402
+from . import dialogs
+from .canvas import PaintCanvas
+from .capabilities import Capabilities, CapabilityProbe
+from .generate_panel import GeneratePanel, GenerateSettings
+from .lookaround import LookAroundView
+from .progress_panel import ProgressPanel, clock
+from .project import (
     RESULT_DIR,
     RUN_DIR,
     SUFFIX,
@@ -59,10 +55,10 @@ from .project import (  # noqa: E402
     save_project,
     write_run_inputs,
 )
-from .region_panel import RegionPanel  # noqa: E402
-from .regions_model import RegionsModel  # noqa: E402
-from .viewer_panel import ViewerPanel  # noqa: E402
-from .worker import GenerateJob, GenerateWorker, TaskWorker  # noqa: E402
+from .region_panel import RegionPanel
+from .regions_model import RegionsModel
+from .viewer_panel import ViewerPanel
+from .worker import GenerateJob, GenerateWorker, TaskWorker
 
 __all__ = ["MainWindow"]
 

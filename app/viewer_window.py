@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
-if "OpenGL" not in sys.modules:  # before viewer/OpenGL: Qt's context is GLX (app.gl_widget)
-    os.environ["PYOPENGL_PLATFORM"] = "glx"
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence, QSurfaceFormat
+from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox
 
-from pathlib import Path  # noqa: E402
+from engine.errors import InputError
+from engine.scene import Scene4D, open_scene
 
-from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtGui import QAction, QKeySequence, QSurfaceFormat  # noqa: E402
-from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox  # noqa: E402
-
-from engine.errors import InputError  # noqa: E402
-from engine.scene import Scene4D, open_scene  # noqa: E402
-
-from .viewer_panel import ViewerPanel  # noqa: E402
+from .viewer_panel import ViewerPanel
 
 __all__ = ["ViewerWindow", "default_surface_format", "open_any", "run_viewer"]
 
