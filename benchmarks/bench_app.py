@@ -42,7 +42,6 @@ import argparse
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from app import xvfb  # noqa: E402  (after the path: run as a script)
+
 SAMPLES = ROOT / "resources" / "samples"
 SAMPLE = SAMPLES / "park_2048x1024.png"
 REGIONS = SAMPLES / "park_regions.json"
@@ -77,23 +79,10 @@ def start_xvfb() -> subprocess.Popen | None:
     """A private Xvfb (1600x1200x24) when there is no DISPLAY, as tests/conftest.py does."""
     if os.environ.get("DISPLAY"):
         return None
-    exe = shutil.which("Xvfb")
-    if exe is None:
-        raise SystemExit("no DISPLAY and no Xvfb (apt-get install xvfb)")
-    r, w = os.pipe()
-    proc = subprocess.Popen(
-        [exe, "-displayfd", str(w), "-screen", "0", "1600x1200x24", "-nolisten", "tcp"],
-        pass_fds=(w,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(w)
-    with os.fdopen(r) as f:
-        number = f.readline().strip()
-    if not number:
-        proc.kill()
-        raise SystemExit("Xvfb did not start")
-    os.environ["DISPLAY"] = f":{number}"
+    started = xvfb.start_xvfb("1600x1200x24")
+    if started is None:
+        raise SystemExit("no DISPLAY, and Xvfb is missing or did not start (apt-get install xvfb)")
+    proc, os.environ["DISPLAY"] = started
     os.environ["QT_QPA_PLATFORM"] = "xcb"
     return proc
 

@@ -28,25 +28,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "resources" / "samples"
 sys.path.insert(0, str(ROOT))
 
+from app import xvfb  # noqa: E402  (after the path: run as a script)
+
 
 def start_xvfb() -> subprocess.Popen | None:
-    """A private Xvfb when there is no display (its display number chosen by Xvfb)."""
+    """A private Xvfb (1600x1000x24) when there is no DISPLAY, as tests/conftest.py does."""
     if os.environ.get("DISPLAY"):
         return None
-    exe = shutil.which("Xvfb")
-    if exe is None:
-        sys.exit("error: no DISPLAY and no Xvfb (apt-get install xvfb)")
-    r, w = os.pipe()
-    proc = subprocess.Popen(
-        [exe, "-displayfd", str(w), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-        pass_fds=(w,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(w)
-    with os.fdopen(r) as f:
-        number = f.readline().strip()
-    os.environ["DISPLAY"] = f":{number}"
+    started = xvfb.start_xvfb("1600x1000x24")
+    if started is None:
+        sys.exit("error: no DISPLAY, and Xvfb is missing or did not start (apt-get install xvfb)")
+    proc, os.environ["DISPLAY"] = started
     os.environ["QT_QPA_PLATFORM"] = "xcb"
     return proc
 

@@ -53,38 +53,19 @@ def smooth_pano():
 def _start_xvfb(config) -> None:
     """Start a private Xvfb (a free display number, chosen by Xvfb itself) and point DISPLAY
     and QT_QPA_PLATFORM at it for this process; stopped when the session ends."""
-    import shutil
-    import subprocess
+    from app.xvfb import start_xvfb, stop_xvfb
 
-    exe = shutil.which("Xvfb")
-    if exe is None:
+    started = start_xvfb("1280x1024x24")
+    if started is None:
         return  # tests marked qt skip themselves ("Xvfb not installed")
-    r, w = os.pipe()
-    proc = subprocess.Popen(
-        [exe, "-displayfd", str(w), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-        pass_fds=(w,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(w)
-    with os.fdopen(r) as f:
-        number = f.readline().strip()  # written once the server accepts connections
-    if not number:
-        proc.kill()
-        proc.wait()
-        return
+    proc, display = started
 
     def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_xvfb(proc)
         os.environ.pop("DISPLAY", None)
 
     config.add_cleanup(stop)
-    os.environ["DISPLAY"] = f":{number}"
+    os.environ["DISPLAY"] = display
     os.environ["QT_QPA_PLATFORM"] = "xcb"
 
 

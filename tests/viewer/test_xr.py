@@ -433,30 +433,22 @@ def xvfb_display(monkeypatch):
     """A private Xvfb for the GLX binding (what SteamVR needs on Linux)."""
     import shutil
 
-    exe = shutil.which("Xvfb")
-    if exe is None:
+    from app.xvfb import start_xvfb, stop_xvfb
+
+    if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb not installed (needed for the GLX binding test)")
     if os.environ.get("DISPLAY"):
         yield os.environ["DISPLAY"]
         return
-    r, w = os.pipe()
-    proc = subprocess.Popen(
-        [exe, "-displayfd", str(w), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
-        pass_fds=(w,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(w)
-    with os.fdopen(r) as f:
-        number = f.readline().strip()
+    started = start_xvfb("640x480x24")
+    if started is None:
+        pytest.skip("Xvfb did not start")
+    proc, display = started
     try:
-        if not number:
-            pytest.skip("Xvfb did not start")
-        monkeypatch.setenv("DISPLAY", f":{number}")
-        yield f":{number}"
+        monkeypatch.setenv("DISPLAY", display)
+        yield display
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_xvfb(proc)
 
 
 @pytest.mark.xr
