@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import PeakMemory  # noqa: E402  (benchmarks/ is on sys.path)
 
 from engine.depth.align import AlignConfig, align_depths  # noqa: E402
 from engine.progress import Progress  # noqa: E402
@@ -35,28 +35,6 @@ from engine.sphere import (  # noqa: E402
     matched_view_size,
     perspective_view,
 )
-
-
-class PeakRSS:
-    """Samples this process's RSS every 2 ms on a thread; .extra is peak minus start (MB)."""
-
-    def __enter__(self):
-        self.proc = psutil.Process()
-        self.start = self.peak = self.proc.memory_info().rss
-        self.running = True
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-        return self
-
-    def _watch(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.002)
-
-    def __exit__(self, *exc) -> None:
-        self.running = False
-        self.thread.join()
-        self.extra = (self.peak - self.start) / 1e6
 
 
 def box_room(h: int, w: int) -> np.ndarray:
@@ -103,7 +81,7 @@ def run(h: int, cfg: AlignConfig) -> None:
         marks.setdefault(key, time.perf_counter())
 
     t0 = time.perf_counter()
-    with PeakRSS() as rss:
+    with PeakMemory() as rss:
         out = align_depths(frames, views, (h, w), cfg=cfg, progress=Progress("depth", note))
     t_end = time.perf_counter()
     t_first = marks.get("align frame 1", t_end) - t0

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -52,6 +51,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _common import machine as base_machine  # noqa: E402  (benchmarks/ is on sys.path)
 
 from app import xvfb  # noqa: E402  (after the path: run as a script)
 
@@ -119,21 +120,12 @@ def import_app():
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     import PySide6
     import torch
 
     gpu = "CUDA" if torch.cuda.is_available() else "no GPU"
     return (
-        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()}, {gpu}; "
+        f"{base_machine()}, {gpu}; "
         f"PySide6 {PySide6.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); DISPLAY {os.environ.get('DISPLAY')} "
         f"(Xvfb), QT_XCB_GL_INTEGRATION={os.environ.get('QT_XCB_GL_INTEGRATION')}"

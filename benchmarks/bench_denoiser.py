@@ -31,16 +31,17 @@ import dataclasses
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _common import PeakMemory  # noqa: E402  (benchmarks/ is on sys.path)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from engine.animate.base import region_weights  # noqa: E402
@@ -54,40 +55,6 @@ from engine.progress import Progress  # noqa: E402
 from engine.sphere import ViewSetConfig, make_views  # noqa: E402
 
 SAMPLES = ROOT / "resources" / "samples"
-
-
-class PeakMemory:
-    """Peak extra memory of a block (MB): CUDA allocator peak, or sampled process RSS."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-            return self
-        self.proc = psutil.Process()
-        self.start = self.peak = self.proc.memory_info().rss
-        self.running = True
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-        return self
-
-    def _watch(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.002)
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.extra = (torch.cuda.max_memory_allocated() - self.start) / 1e6
-        else:
-            self.running = False
-            self.thread.join()
-            self.extra = (self.peak - self.start) / 1e6
 
 
 def sample_inputs(size: int):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import machine  # benchmarks/ is on sys.path (run as a script)
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,19 +83,6 @@ def run_case(name: str, args: list[str], tmp: Path) -> dict:
         "peak_rss_gb": round(report["peak_rss_mb"] / 1000, 2),  # the run's own ru_maxrss
         "report": report,
     }
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()}"
 
 
 def main() -> None:

@@ -7,38 +7,16 @@ perspective projection: time and extra memory at 2048x1024 and 4096x2048.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import PeakMemory  # noqa: E402  (benchmarks/ is on sys.path)
+
 from engine.sphere import ViewSetConfig, coverage, fuse_views, make_views, perspective_view  # noqa: E402
-
-
-class PeakRSS:
-    """Samples this process's RSS every 2 ms on a thread; .extra is peak minus start (MB)."""
-
-    def __enter__(self):
-        self.proc = psutil.Process()
-        self.start = self.peak = self.proc.memory_info().rss
-        self.running = True
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-        return self
-
-    def _watch(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.002)
-
-    def __exit__(self, *exc) -> None:
-        self.running = False
-        self.thread.join()
-        self.extra = (self.peak - self.start) / 1e6
 
 
 def main() -> None:
@@ -54,7 +32,7 @@ def main() -> None:
         t0 = time.perf_counter()
         per_view = torch.stack([perspective_view(pano, v) for v in vs])
         t_proj = time.perf_counter() - t0
-        with PeakRSS() as mem:
+        with PeakMemory() as mem:
             t0 = time.perf_counter()
             fused, _ = fuse_views(per_view, vs, h, w)
             t_fuse = time.perf_counter() - t0
