@@ -49,21 +49,24 @@ class Progress:
         cancel: CancelToken | None = None,
         start: float = 0.0,
         end: float = 1.0,
+        prefix: str = "",
     ) -> None:
         self.stage = stage
         self.callback = callback or _ignore
         self.cancel = cancel or CancelToken()
         self.start, self.end = start, end
+        self.prefix = prefix
         self.t0 = time.monotonic()
 
     def update(self, fraction: float, message: str = "") -> None:
         """Report ``fraction`` in [0, 1] of this stage's work; raises Cancelled if asked."""
         self.cancel.check()
         f = self.start + (self.end - self.start) * min(max(fraction, 0.0), 1.0)
-        self.callback(self.stage, f, message)
+        self.callback(self.stage, f, self.prefix + message)
 
-    def sub(self, start: float, end: float) -> Progress:
-        """A child reporter covering [start, end] of this one (same stage and token)."""
+    def sub(self, start: float, end: float, prefix: str = "") -> Progress:
+        """A child reporter covering [start, end] of this one (same stage and token); its
+        messages start with this one's prefix and then ``prefix``."""
         span = self.end - self.start
         return Progress(
             self.stage,
@@ -71,4 +74,5 @@ class Progress:
             self.cancel,
             self.start + span * start,
             self.start + span * end,
+            self.prefix + prefix,
         )

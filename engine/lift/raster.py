@@ -92,6 +92,7 @@ def rasterize(
     near: float = 0.01,
     far: float = 1e4,
     tile: int | None = None,
+    roi: Roi | None = None,
 ) -> Render:
     """Render Gaussians from one camera or a batch of cameras.
 
@@ -101,6 +102,8 @@ def rasterize(
     backend: "auto" (gsplat iff has_gsplat() and the Gaussians are on CUDA), "torch", "gsplat"
     tile: binning tile size in pixels; None = 16 for gsplat, chosen per view (4, 8 or 16) for
         the torch backend. The image does not depend on it.
+    roi: (x0, y0, x1, y1): render only that pixel rectangle of the image (exactly the same
+        pixels as the whole render; the torch backend composites only the tiles it touches).
     """
     degree = g.sh_degree if sh_degree is None else sh_degree
     if not 0 <= degree <= g.sh_degree:
@@ -121,6 +124,10 @@ def rasterize(
         out = _rasterize_gsplat(
             g, viewmats, Ks, width, height, bgs, degree, with_depth, near, far, tile
         )
+        if roi is not None:
+            x0, y0, x1, y1 = roi
+            depth = None if out.depth is None else out.depth[:, y0:y1, x0:x1]
+            out = Render(out.rgb[:, y0:y1, x0:x1], out.alpha[:, y0:y1, x0:x1], depth)
     else:
         renders = [
             _rasterize_torch(
@@ -135,6 +142,7 @@ def rasterize(
                 near,
                 far,
                 tile,
+                roi,
             )
             for i in range(n_cams)
         ]
@@ -148,11 +156,21 @@ def rasterize(
     return Render(out.rgb[0], out.alpha[0], None if out.depth is None else out.depth[0])
 
 
-def render_view(g: Gaussians, view: View, **kw) -> Render:
-    """Render one :class:`engine.camera.View` (keyword arguments as for :func:`rasterize`)."""
-    viewmat = torch.tensor(view.world_to_camera_cv(), dtype=torch.float32, device=g.means.device)
-    K = torch.tensor(view.intrinsics(), dtype=torch.float32, device=g.means.device)
-    return rasterize(g, viewmat, K, view.width, view.height, **kw)
+Roi = tuple[int, int, int, int]  # (x0, y0, x1, y1): a pixel rectangle of a view
+
+
+def view_camera(view: View, device=None) -> tuple[Tensor, Tensor, int, int]:
+    """(viewmat [4, 4] OpenCV world-to-camera, K [3, 3], width, height) of ``view``."""
+    viewmat = torch.tensor(view.world_to_camera_cv(), dtype=torch.float32, device=device)
+    K = torch.tensor(view.intrinsics(), dtype=torch.float32, device=device)
+    return viewmat, K, view.width, view.height
+
+
+def render_view(g: Gaussians, view: View, roi: Roi | None = None, **kw) -> Render:
+    """Render one :class:`engine.camera.View`, or the rectangle ``roi`` of it (keyword
+    arguments as for :func:`rasterize`)."""
+    viewmat, K, width, height = view_camera(view, g.means.device)
+    return rasterize(g, viewmat, K, width, height, roi=roi, **kw)
 
 
 def _use_gsplat(backend: str, g: Gaussians) -> bool:
@@ -269,6 +287,7 @@ def _rasterize_torch(
     near: float,
     far: float,
     tile: int | None,
+    roi: Roi | None = None,
 ) -> Render:
     idx = _visible(g, viewmat, K, width, height, near, far)
     means = g.means[idx]
@@ -282,16 +301,21 @@ def _rasterize_torch(
 
     radii = footprint_radii(cov2d.detach(), opac.detach())
     tile = tile or _pick_tile(means2d.detach(), radii, width, height)
-    plan = _make_plan(means2d.detach(), radii, width, height, tile)
+    plan = _make_plan(means2d.detach(), radii, width, height, tile, roi)
     acc, alpha = _Composite.apply(means2d, conics, opac, feats, plan)
     acc, alpha = plan.to_image(acc.transpose(1, 2)), plan.to_image(alpha)  # [H, W, C], [H, W]
+    rays = _ray_factor(K, width, height) if with_depth else None
+    if roi is not None:
+        x0, y0, x1, y1 = roi
+        acc, alpha = acc[y0:y1, x0:x1], alpha[y0:y1, x0:x1]
+        rays = None if rays is None else rays[y0:y1, x0:x1]
 
     rgb = acc[..., :3]
     if background is not None:
         rgb = rgb + (1.0 - alpha).unsqueeze(-1) * background
     depth = None
-    if with_depth:
-        depth = acc[..., 3] / alpha.clamp_min(1e-10) * _ray_factor(K, width, height)
+    if rays is not None:
+        depth = acc[..., 3] / alpha.clamp_min(1e-10) * rays
     return Render(rgb=rgb, alpha=alpha, depth=depth)
 
 
@@ -362,10 +386,13 @@ def _pick_tile(means2d: Tensor, radii: Tensor, width: int, height: int) -> int:
     return best
 
 
-def _make_plan(means2d: Tensor, radii: Tensor, width: int, height: int, tile: int) -> _Plan:
+def _make_plan(
+    means2d: Tensor, radii: Tensor, width: int, height: int, tile: int, roi: Roi | None = None
+) -> _Plan:
     """Bin depth-sorted Gaussians into tiles (gsplat's ``isect_tiles``), sort by (tile, depth).
 
     means2d: Tensor  # [V, 2] (detached), radii [V, 2] box half-sizes
+    roi: only tiles touching this pixel rectangle are scheduled (the others stay empty).
     """
     dev = means2d.device
     tiles_x, tiles_y = math.ceil(width / tile), math.ceil(height / tile)
@@ -383,8 +410,15 @@ def _make_plan(means2d: Tensor, radii: Tensor, width: int, height: int, tile: in
     tile_start = torch.cumsum(tile_count, 0) - tile_count
 
     p = tile * tile
-    by_count = torch.argsort(tile_count, descending=True, stable=True)
-    by_count = by_count[tile_count[by_count] > 0]
+    work = tile_count
+    if roi is not None:
+        x0, y0, x1, y1 = roi
+        tx = torch.arange(n_tiles, device=dev) % tiles_x
+        ty = torch.arange(n_tiles, device=dev) // tiles_x
+        inside = (tx >= x0 // tile) & (tx * tile < x1) & (ty >= y0 // tile) & (ty * tile < y1)
+        work = torch.where(inside, tile_count, 0)
+    by_count = torch.argsort(work, descending=True, stable=True)
+    by_count = by_count[work[by_count] > 0]
     per_chunk = max(1, BLOCK_ELEMS // (K_BLOCK * p))
     chunks = [
         (tiles, min(K_BLOCK, int(tile_count[tiles[0]])))
@@ -444,6 +478,28 @@ def _block_weights(alpha: Tensor, carry: Tensor) -> tuple[Tensor, ...]:
     return one_minus, incl, excl, live, w
 
 
+def _forward_blocks(plan: _Plan, packed: Tensor, n: int, dt: torch.dtype):
+    """Front-to-back compositing of every chunk of tiles, one block of Gaussians at a time.
+
+    Yields ``(chunk, tiles, sub, gid, w)`` per block: the chunk index, the chunk's tile ids,
+    the positions ``sub`` (into ``tiles``) of the tiles still live in this block, their
+    Gaussian ids ``gid`` [T, Kb] (``n`` = padding) and compositing weights ``w`` [T, Kb, P].
+    The caller accumulates what it needs; the loop carries the transmittance.
+    """
+    for chunk, (tiles, kb) in enumerate(plan.chunks):
+        px, py, trans = plan.pixels(tiles, dt)
+        starts, counts = plan.tile_start[tiles], plan.tile_count[tiles]
+        sub, k0 = torch.arange(len(tiles), device=tiles.device), 0
+        while len(sub):
+            gid = _block_ids(plan, starts[sub], counts[sub], k0, kb, n)
+            alpha = _block_alpha(packed[gid], px[sub], py[sub])[-1]
+            _, incl, _, _, w = _block_weights(alpha, trans[sub])
+            yield chunk, tiles, sub, gid, w
+            trans[sub] = incl[:, -1]
+            k0 += kb
+            sub = sub[(counts[sub] > k0) & (trans[sub] > T_MIN).any(-1)]
+
+
 class _Composite(torch.autograd.Function):
     """Front-to-back compositing of binned Gaussians; returns per-tile features and alpha.
 
@@ -459,26 +515,13 @@ class _Composite(torch.autograd.Function):
         n, n_ch, p = len(means2d), feats.shape[1], plan.tile * plan.tile
         out = torch.zeros(plan.n_tiles, n_ch, p, dtype=dt, device=dev)
         out_a = torch.zeros(plan.n_tiles, p, dtype=dt, device=dev)
-        schedule: list[list[tuple[int, Tensor]]] = []
-        for tiles, kb in plan.chunks:
-            px, py, trans = plan.pixels(tiles, dt)
-            acc = torch.zeros(len(tiles), n_ch, p, dtype=dt, device=dev)
-            acc_a = torch.zeros(len(tiles), p, dtype=dt, device=dev)
-            starts, counts = plan.tile_start[tiles], plan.tile_count[tiles]
-            steps: list[tuple[int, Tensor]] = []
-            sub, k0 = torch.arange(len(tiles), device=dev), 0
-            while len(sub):
-                q = packed[_block_ids(plan, starts[sub], counts[sub], k0, kb, n)]
-                alpha = _block_alpha(q, px[sub], py[sub])[-1]
-                _, incl, _, _, w = _block_weights(alpha, trans[sub])
-                acc[sub] += torch.bmm(q[..., 6:].transpose(1, 2), w)
-                acc_a[sub] += w.sum(1)
-                trans[sub] = incl[:, -1]
-                steps.append((k0, sub))
-                k0 += kb
-                sub = sub[(counts[sub] > k0) & (trans[sub] > T_MIN).any(-1)]
-            out[tiles], out_a[tiles] = acc, acc_a
-            schedule.append(steps)
+        schedule: list[list[tuple[int, Tensor]]] = [[] for _ in plan.chunks]
+        for chunk, tiles, sub, gid, w in _forward_blocks(plan, packed, n, dt):
+            t_sub = tiles[sub]
+            out[t_sub] += torch.bmm(packed[gid][..., 6:].transpose(1, 2), w)
+            out_a[t_sub] += w.sum(1)
+            k0 = len(schedule[chunk]) * plan.chunks[chunk][1]
+            schedule[chunk].append((k0, sub))
         ctx.plan, ctx.schedule = plan, schedule
         ctx.save_for_backward(means2d, conics, opac, feats, out, out_a)
         return out, out_a
@@ -527,6 +570,77 @@ class _Composite(torch.autograd.Function):
         grads = grads[:n]
         g_conics = grads[:, 2:5] * torch.tensor([-0.5, -1.0, -0.5], dtype=dt, device=grads.device)
         return grads[:, :2], g_conics, grads[:, 5], grads[:, 6:], None
+
+
+@dataclass
+class PixelWeights:
+    """The compositing weights of one render as a sparse matrix: pixel ``pix[k]`` receives
+    ``w[k]`` times the colour of Gaussian ``gauss[k]`` (weights below the threshold are
+    dropped). Once geometry and opacity are fixed the render is linear in the colours:
+    ``rgb[pix] = sum_k w[k] colour[gauss[k]]`` (black background)."""
+
+    pix: Tensor  # [M] int64 flat pixel index (row * width + col)
+    gauss: Tensor  # [M] int64 index into the rendered Gaussian set
+    w: Tensor  # [M] float32
+    alpha: Tensor  # [H, W] accumulated opacity of the render (all weights, none dropped)
+
+
+@torch.no_grad()
+def pixel_weights(
+    g: Gaussians,
+    viewmat: Tensor,
+    K: Tensor,
+    width: int,
+    height: int,
+    *,
+    min_weight: float = 1e-3,
+    near: float = 0.01,
+    far: float = 1e4,
+    roi: Roi | None = None,
+) -> PixelWeights:
+    """The weights ``w_i = alpha_i T_i`` of every (pixel, Gaussian) pair of one render.
+
+    Same image formation as :func:`rasterize` (torch backend, any device): a render of
+    colours ``c`` equals ``sum w c`` per pixel up to the dropped weights (< ``min_weight``).
+    viewmat: Tensor  # [4, 4] OpenCV world-to-camera; K [3, 3]
+    roi: only that pixel rectangle; ``pix`` and ``alpha`` are then the rectangle's own.
+    """
+    dev, dt = g.means.device, g.means.dtype
+    viewmat, K = viewmat.to(dev, dt), K.to(dev, dt)
+    idx = _visible(g, viewmat, K, width, height, near, far)
+    means2d, cov2d, _ = project(
+        g.means[idx], g.quats[idx], g.log_scales[idx], viewmat, K, width, height
+    )
+    opac = torch.sigmoid(g.opacities[idx])
+    det = cov2d[:, 0] * cov2d[:, 2] - cov2d[:, 1] ** 2
+    conics = torch.stack([cov2d[:, 2], -cov2d[:, 1], cov2d[:, 0]], dim=-1) / det.unsqueeze(-1)
+    radii = footprint_radii(cov2d, opac)
+    x0, y0, x1, y1 = roi if roi is not None else (0, 0, width, height)
+    tile = _pick_tile(means2d, radii, width, height)
+    plan = _make_plan(means2d, radii, width, height, tile, roi)
+    n = len(idx)
+    packed = _pack(means2d, conics, opac, means2d.new_zeros(n, 0))
+    alpha = torch.zeros(plan.n_tiles, plan.tile * plan.tile, dtype=dt, device=dev)
+    pix, gauss, ws = [], [], []
+    for _, tiles, sub, gid, w in _forward_blocks(plan, packed, n, dt):
+        t_sub = tiles[sub]
+        alpha[t_sub] += w.sum(1)
+        ix, iy, _ = plan.pixels(t_sub, dt)
+        ix, iy = ix.long() - x0, iy.long() - y0
+        inside = (ix >= 0) & (ix < x1 - x0) & (iy >= 0) & (iy < y1 - y0)
+        flat = (iy * (x1 - x0) + ix).unsqueeze(1).expand_as(w)
+        keep = (w > 0) & (w >= min_weight) & inside.unsqueeze(1)
+        pix.append(flat[keep])
+        gauss.append(gid.unsqueeze(-1).expand_as(w)[keep])
+        ws.append(w[keep])
+    cat = torch.cat if pix else (lambda _: torch.zeros(0, dtype=torch.long, device=dev))
+    gauss_ids = cat(gauss)
+    return PixelWeights(
+        pix=cat(pix),
+        gauss=idx[gauss_ids] if len(gauss_ids) else gauss_ids,
+        w=torch.cat(ws).float() if ws else torch.zeros(0, device=dev),
+        alpha=plan.to_image(alpha)[y0:y1, x0:x1],
+    )
 
 
 def _block_ids(plan: _Plan, starts: Tensor, counts: Tensor, k0: int, kb: int, pad: int) -> Tensor:
