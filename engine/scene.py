@@ -4,20 +4,21 @@ A :class:`Scene4D` is one **static** Gaussian set, shared by every frame (everyt
 the animated regions), plus one **dynamic** set per frame (the animated regions; sets may
 differ in size between frames). Frame ``t`` renders ``static + dynamic[t]``.
 
-Native scene folder (format ``pano4d-scene``, version 1)
---------------------------------------------------------
+Native scene folder (format ``pano4d-scene``, version 2; version 1 is still read)
+------------------------------------------------------------------------------------
 ::
 
     scene/
       manifest.json
       static.safetensors
-      dynamic/frame_0000.safetensors
-      dynamic/frame_0001.safetensors
+      dynamic/base.safetensors          the dynamic set of frame 0, complete
+      dynamic/frame_0001.safetensors    fp16 deltas of frame 1 against the base
       ...
 
 ``manifest.json`` is a JSON object with these keys:
 
-- ``format`` = ``"pano4d-scene"``, ``version`` = 1 (an integer; readers refuse newer versions)
+- ``format`` = ``"pano4d-scene"``, ``version`` = 2 (an integer; readers refuse versions
+  they do not know with one line)
 - ``conventions``: axes ``+Y up, -Z forward, +X right (OpenGL)``, quaternions ``wxyz``,
   scales ``log``, opacity ``logit``, colour ``0.5 + 0.28209479 * sh_dc``, depth ``distance
   along the ray`` (DESIGN.md section 2)
@@ -25,20 +26,30 @@ Native scene folder (format ``pano4d-scene``, version 1)
 - ``counts``: ``{"static": N_s, "dynamic": [N_0, N_1, ...]}`` (one count per frame)
 - ``bounds``: ``{"min": [x, y, z], "max": [x, y, z]}`` over every mean of every set
 - ``dtypes``: storage dtype per tensor name, ``"float32"`` or ``"float16"``
-- ``files``: ``{"static": "static.safetensors", "dynamic": ["dynamic/frame_0000...", ...]}``
+- ``dynamic_encoding``: ``"delta"`` or ``"full"`` (below)
+- ``files``: ``{"static": "static.safetensors", "dynamic": [...], "dynamic_base": ...}``
   (paths relative to the folder)
+- ``dynamic_delta_fields``: the fields that change over time (``"delta"`` encoding)
 - ``provenance``: free JSON object (source panorama, preset, regions, timings...)
 - ``created`` (ISO 8601, UTC) and ``writer`` (``"Pano4D <version>"``)
 
-Dynamic fields that do not change over time are stored once: when every frame's dynamic set
-has the same size and a field (e.g. ``means``, ``quats``) is identical in all of them, it goes
-to ``dynamic/shared.safetensors`` (``files.dynamic_shared``), the manifest lists those fields
-in ``dynamic_shared_fields``, and the per-frame files hold only the remaining fields. A
-reader merges them back; without the two keys (or with an empty list) every frame file is
-complete. For Pano4D's lifting (positions, orientations and scales fixed after frame 0) this
-makes each extra frame cost 8 bytes per dynamic Gaussian at SH degree 0 instead of 34.
+Dynamic sets. With the ``"delta"`` encoding (every frame's dynamic set has the same size
+and there are >= 2 frames), ``files.dynamic_base`` holds frame 0's dynamic set complete,
+in the storage dtypes; ``files.dynamic[0]`` is null, and ``files.dynamic[t]`` (t >= 1)
+holds one float16 tensor per name in ``dynamic_delta_fields``: frame t's value minus the
+stored base value. Fields not listed are the same in every frame and stored once, in the
+base. A reader builds frame t as base + delta (in float32). Deltas keep 11 significant
+bits of the *change*: a Gaussian that moves 0.5 m is placed to within 0.25 mm. Per frame
+and dynamic Gaussian at SH degree 0 this costs 6 bytes for a colour change, 2 for opacity,
+6 each for means and log-scales when the geometry moves. With ``"full"`` encoding (sizes
+differ between frames, or one frame) ``files.dynamic[t]`` holds frame t's set complete
+and there is no base.
 
-Otherwise each ``.safetensors`` file holds exactly five tensors for N Gaussians:
+Version 1 (still read): no ``dynamic_encoding``; ``files.dynamic`` lists complete sets,
+except that the fields named in ``dynamic_shared_fields`` are left out of them and stored
+once in ``files.dynamic_shared``.
+
+Each complete ``.safetensors`` set holds exactly five tensors for N Gaussians:
 ``means`` [N, 3], ``quats`` [N, 4] (wxyz), ``log_scales`` [N, 3], ``opacities`` [N]
 (logits), ``sh`` [N, K, 3]. N may be 0. ``means`` is always float32. With ``half=True``
 (default) the other four are float16, unless a value exceeds the float16 range (65504), in
@@ -94,9 +105,9 @@ from .gaussians import Gaussians
 from .progress import Progress, ProgressCallback
 
 FORMAT_NAME = "pano4d-scene"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written; versions 1 and 2 are read
 MANIFEST = "manifest.json"
-SHARED_FILE = "dynamic/shared.safetensors"
+BASE_FILE = "dynamic/base.safetensors"
 CONVENTIONS = {
     "axes": "+Y up, -Z forward, +X right (OpenGL)",
     "quaternion": "wxyz",
@@ -166,11 +177,6 @@ def _reporter(progress: Progress | ProgressCallback | None, stage: str) -> Progr
 # --------------------------------------------------------------------------- saving
 
 
-def _sets(scene: Scene4D) -> list[tuple[str, Gaussians]]:
-    frames = [(f"dynamic/frame_{t:04d}.safetensors", g) for t, g in enumerate(scene.dynamic)]
-    return [("static.safetensors", scene.static), *frames]
-
-
 def _abs_max(t: Tensor) -> float:
     """max |t| in one pass (NaN if any NaN, inf if any inf; 0 when empty)."""
     if t.numel() == 0:
@@ -187,39 +193,86 @@ def full_set_bytes(n: int, sh_degree: int, half: bool = True) -> int:
     return n * (12 + rest * (2 if half else 4))
 
 
-def shared_dynamic_fields(dynamic: list[Gaussians]) -> list[str]:
-    """Fields identical in every frame's dynamic set (stored once); [] if sizes differ."""
-    if len(dynamic) < 2 or len({len(g) for g in dynamic}) != 1 or len(dynamic[0]) == 0:
-        return []
+def uses_deltas(dynamic: list[Gaussians]) -> bool:
+    """Whether the dynamic sets get the delta encoding (>= 2 frames of one size)."""
+    return len(dynamic) >= 2 and len({len(g) for g in dynamic}) == 1 and len(dynamic[0]) > 0
+
+
+def varying_fields(dynamic: list[Gaussians]) -> list[str]:
+    """Fields that differ between the frames' dynamic sets (all when sizes differ)."""
+    if not uses_deltas(dynamic):
+        return list(FIELDS)
     first = dynamic[0].tensors()
     return [
         name
         for name in FIELDS
-        if all(torch.equal(first[name], g.tensors()[name]) for g in dynamic[1:])
+        if not all(torch.equal(first[name], g.tensors()[name]) for g in dynamic[1:])
     ]
 
 
-def _choose_dtypes(sets: list[tuple[str, Gaussians]], half: bool) -> dict[str, str]:
+def _choose_dtypes(scene: Scene4D, half: bool) -> dict[str, str]:
     """float32 for means; float16 for the rest when ``half`` and every value fits.
 
     Also refuses non-finite values (a scene that ``load_scene`` would reject).
     """
     peak = dict.fromkeys(FIELDS, 0.0)
-    for rel, g in sets:
+    sets = [("static", scene.static)] + [(f"frame {t}", g) for t, g in enumerate(scene.dynamic)]
+    for where, g in sets:
         for name, t in g.tensors().items():
             m = _abs_max(t)
             if not math.isfinite(m):
-                raise ValueError(f"cannot save scene: non-finite values in {rel} '{name}'")
+                raise ValueError(f"cannot save scene: non-finite values in {where} '{name}'")
             peak[name] = max(peak[name], m)
     fp16 = {n: half and n != "means" and peak[n] <= FP16_MAX for n in FIELDS}
     return {n: "float16" if fp16[n] else "float32" for n in FIELDS}
 
 
-def _manifest(
-    scene: Scene4D, dtypes: dict[str, str], files: list[str], shared: list[str]
-) -> dict[str, Any]:
+def _stored(g: Gaussians, dtypes: dict[str, str], fields: Iterable[str]) -> dict[str, Tensor]:
+    """The given fields of ``g`` in their storage dtypes (CPU, contiguous)."""
+    all_tensors = g.tensors()
+    return {n: all_tensors[n].detach().to("cpu", _DTYPES[dtypes[n]]).contiguous() for n in fields}
+
+
+def _deltas(g: Gaussians, base: dict[str, Tensor], fields: list[str]) -> dict[str, Tensor]:
+    """float16 ``g - base`` per field (against the *stored* base, so errors do not add up)."""
+    out = {}
+    for name in fields:
+        d = getattr(g, name).detach().cpu().float() - base[name].float()
+        if _abs_max(d) > FP16_MAX:
+            raise ValueError(f"cannot save scene: a per-frame change of '{name}' exceeds float16")
+        out[name] = d.half().contiguous()
+    return out
+
+
+@dataclass
+class _Plan:
+    """What goes into which file: ``files`` maps relative paths to tensor dicts."""
+
+    manifest: dict[str, Any]
+    files: dict[str, dict[str, Tensor]]
+
+
+def _plan(scene: Scene4D, half: bool) -> _Plan:
+    dtypes = _choose_dtypes(scene, half)
+    files = {"static.safetensors": _stored(scene.static, dtypes, FIELDS)}
+    names: list[str | None] = []
+    delta = uses_deltas(scene.dynamic)
+    varying = varying_fields(scene.dynamic) if delta else list(FIELDS)
+    if delta:
+        base = _stored(scene.dynamic[0], dtypes, FIELDS)
+        files[BASE_FILE] = base
+        names.append(None)
+        for t, g in enumerate(scene.dynamic[1:], start=1):
+            rel = f"dynamic/frame_{t:04d}.safetensors"
+            files[rel] = _deltas(g, base, varying)
+            names.append(rel)
+    else:
+        for t, g in enumerate(scene.dynamic):
+            rel = f"dynamic/frame_{t:04d}.safetensors"
+            files[rel] = _stored(g, dtypes, FIELDS)
+            names.append(rel)
     lo, hi = scene.bounds()
-    return {
+    manifest = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "conventions": CONVENTIONS,
@@ -229,30 +282,18 @@ def _manifest(
         "counts": {"static": len(scene.static), "dynamic": [len(g) for g in scene.dynamic]},
         "bounds": {"min": lo, "max": hi},
         "dtypes": dtypes,
+        "dynamic_encoding": "delta" if delta else "full",
         "files": {
-            "static": files[0],
-            "dynamic": files[1:],
-            "dynamic_shared": SHARED_FILE if shared else None,
+            "static": "static.safetensors",
+            "dynamic": names,
+            "dynamic_base": BASE_FILE if delta else None,
         },
-        "dynamic_shared_fields": shared,
+        "dynamic_delta_fields": varying if delta else [],
         "provenance": scene.meta,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "writer": f"Pano4D {__version__}",
     }
-
-
-def _write_tensors(
-    path: Path, g: Gaussians, dtypes: dict[str, str], fields: Iterable[str] = FIELDS
-) -> None:
-    """Write (some fields of) one Gaussian set as safetensors with the storage dtypes."""
-    all_tensors = g.tensors()
-    tensors = {
-        name: all_tensors[name].detach().to("cpu", _DTYPES[dtypes[name]]).contiguous()
-        for name in fields
-    }
-    meta = {"format": FORMAT_NAME, "version": str(FORMAT_VERSION)}
-    safetensors.torch.save_file(tensors, str(path), metadata=meta)
-    readable_by_all(path)
+    return _Plan(manifest, files)
 
 
 def _check_replaceable(folder: Path) -> None:
@@ -271,6 +312,13 @@ def _check_replaceable(folder: Path) -> None:
         raise InputError(f"{folder}: exists and is not a Pano4D scene; refusing to replace it")
 
 
+def _write_file(path: Path, tensors: dict[str, Tensor]) -> None:
+    """One safetensors file of the scene (readable by everyone)."""
+    meta = {"format": FORMAT_NAME, "version": str(FORMAT_VERSION)}
+    safetensors.torch.save_file(tensors, str(path), metadata=meta)
+    readable_by_all(path)
+
+
 def save_scene(scene: Scene4D, folder: PathLike, *, half: bool = True) -> int:
     """Write ``scene`` as a native scene folder (atomically); returns its size in bytes.
 
@@ -281,18 +329,12 @@ def save_scene(scene: Scene4D, folder: PathLike, *, half: bool = True) -> int:
     """
     folder = Path(folder)
     _check_replaceable(folder)
-    sets = _sets(scene)
-    dtypes = _choose_dtypes(sets, half)
-    shared = shared_dynamic_fields(scene.dynamic)
-    varying = [f for f in FIELDS if f not in shared]
-    manifest = _manifest(scene, dtypes, [rel for rel, _ in sets], shared)
-    text = to_json(manifest) + "\n"  # before touching the disk: fails on unserialisable meta
+    plan = _plan(scene, half)
+    text = to_json(plan.manifest) + "\n"  # before touching the disk: fails on bad meta
     with atomic_dir(folder) as tmp:
         (tmp / "dynamic").mkdir()
-        for i, (rel, g) in enumerate(sets):
-            _write_tensors(tmp / rel, g, dtypes, FIELDS if i == 0 else varying)
-        if shared:
-            _write_tensors(tmp / SHARED_FILE, scene.dynamic[0], dtypes, shared)
+        for rel, tensors in plan.files.items():
+            _write_file(tmp / rel, tensors)
         (tmp / MANIFEST).write_text(text, encoding="utf-8")
         for f in tmp.rglob("*"):
             if f.is_file():
@@ -347,7 +389,7 @@ def _read_manifest_json(folder: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _check_manifest(path: Path, m: dict[str, Any]) -> None:
-    """Structural checks of a version-1 manifest (types and mutual consistency)."""
+    """Structural checks of a version-1 or -2 manifest (types and mutual consistency)."""
 
     def need(ok: bool, problem: str) -> None:
         if not ok:
@@ -368,29 +410,62 @@ def _check_manifest(path: Path, m: dict[str, Any]) -> None:
     need(isinstance(files.get("static"), str), "'files.static' must be a path")
     fd = files.get("dynamic")
     need(isinstance(fd, list) and len(fd) == t, f"'files.dynamic' must list {t} paths")
-    for rel in [files["static"], *fd]:
-        p = PurePosixPath(rel) if isinstance(rel, str) else None
-        ok = p is not None and rel != "" and not p.is_absolute() and ".." not in p.parts
-        need(ok, f"file entry {rel!r} is not a relative path inside the scene folder")
-    shared = m.get("dynamic_shared_fields") or []
-    need(
-        isinstance(shared, list)
-        and all(f in FIELDS for f in shared)
-        and len(set(shared)) == len(shared),
-        f"'dynamic_shared_fields' must list distinct names from {FIELDS}",
-    )
-    if shared:
-        need(isinstance(files.get("dynamic_shared"), str), "'files.dynamic_shared' must be a path")
-        need(len(set(dyn)) == 1, "'dynamic_shared_fields' needs the same count in every frame")
-        rel = files["dynamic_shared"]
-        p = PurePosixPath(rel)
-        ok = rel != "" and not p.is_absolute() and ".." not in p.parts
-        need(ok, f"file entry {rel!r} is not a relative path inside the scene folder")
+    if m["version"] == 1:
+        _check_v1_dynamic(m, need)
+    else:
+        _check_v2_dynamic(m, need)
+    for rel in [files["static"], *(r for r in fd if r is not None)]:
+        need(_inside(rel), f"file entry {rel!r} is not a relative path inside the scene folder")
     need(isinstance(dtypes, dict) and set(dtypes) == set(FIELDS), f"'dtypes' must name {FIELDS}")
     bad = {k: v for k, v in dtypes.items() if v not in _DTYPES}
     need(not bad, f"unsupported dtypes {bad} (float16 or float32)")
     need(dtypes["means"] == "float32", "'means' must be stored as float32")
     need(isinstance(m.get("provenance", {}), dict), "'provenance' must be an object")
+
+
+def _inside(rel: Any) -> bool:
+    """Is ``rel`` a non-empty relative path that stays inside the scene folder?"""
+    if not isinstance(rel, str) or rel == "":
+        return False
+    p = PurePosixPath(rel)
+    return not p.is_absolute() and ".." not in p.parts
+
+
+def _field_list(m: dict[str, Any], key: str, need) -> list[str]:
+    names = m.get(key) or []
+    need(
+        isinstance(names, list)
+        and all(f in FIELDS for f in names)
+        and len(set(names)) == len(names),
+        f"'{key}' must list distinct names from {FIELDS}",
+    )
+    return names
+
+
+def _check_v1_dynamic(m: dict[str, Any], need) -> None:
+    files, dyn = m["files"], m["counts"]["dynamic"]
+    need(all(isinstance(r, str) for r in files["dynamic"]), "'files.dynamic' must list paths")
+    if _field_list(m, "dynamic_shared_fields", need):
+        rel = files.get("dynamic_shared")
+        need(isinstance(rel, str), "'files.dynamic_shared' must be a path")
+        need(len(set(dyn)) == 1, "'dynamic_shared_fields' needs the same count in every frame")
+        need(_inside(rel), f"file entry {rel!r} is not a relative path inside the scene folder")
+
+
+def _check_v2_dynamic(m: dict[str, Any], need) -> None:
+    files, dyn = m["files"], m["counts"]["dynamic"]
+    enc = m.get("dynamic_encoding")
+    need(enc in ("delta", "full"), f"'dynamic_encoding' must be 'delta' or 'full', got {enc!r}")
+    fd = files["dynamic"]
+    if enc == "full":
+        need(all(isinstance(r, str) for r in fd), "'files.dynamic' must list paths")
+        return
+    _field_list(m, "dynamic_delta_fields", need)
+    need(len(set(dyn)) == 1, "the 'delta' encoding needs the same count in every frame")
+    need(fd[0] is None, "'files.dynamic[0]' must be null with the 'delta' encoding")
+    need(all(isinstance(r, str) for r in fd[1:]), "'files.dynamic' must list paths")
+    rel = files.get("dynamic_base")
+    need(_inside(rel), f"'files.dynamic_base' {rel!r} is not a path inside the scene folder")
 
 
 def _read_tensors(path: Path, mmap: bool) -> dict[str, Tensor]:
@@ -448,17 +523,45 @@ def load_scene(folder: PathLike, *, mmap: bool = True) -> Scene4D:
     static = Gaussians(
         **_load_fields(folder / files["static"], counts["static"], k, dtypes, mmap, FIELDS)
     )
+    if m["version"] == 1:
+        dynamic = _load_v1_dynamic(folder, m, k, mmap)
+    elif m["dynamic_encoding"] == "full":
+        dynamic = [
+            Gaussians(**_load_fields(folder / rel, n, k, dtypes, mmap, FIELDS))
+            for rel, n in zip(files["dynamic"], counts["dynamic"])
+        ]
+    else:
+        dynamic = _load_deltas(folder, m, k, mmap)
+    return Scene4D(static, dynamic, float(m["fps"]), dict(m.get("provenance", {})))
+
+
+def _load_v1_dynamic(folder: Path, m: dict[str, Any], k: int, mmap: bool) -> list[Gaussians]:
+    counts, files, dtypes = m["counts"], m["files"], m["dtypes"]
     shared_fields = m.get("dynamic_shared_fields") or []
     shared = {}
     if shared_fields:
         n0 = counts["dynamic"][0]
         shared = _load_fields(folder / files["dynamic_shared"], n0, k, dtypes, mmap, shared_fields)
     varying = [f for f in FIELDS if f not in shared_fields]
-    dynamic = [
+    return [
         Gaussians(**_load_fields(folder / rel, n, k, dtypes, mmap, varying), **shared)
         for rel, n in zip(files["dynamic"], counts["dynamic"])
     ]
-    return Scene4D(static, dynamic, float(m["fps"]), dict(m.get("provenance", {})))
+
+
+def _load_deltas(folder: Path, m: dict[str, Any], k: int, mmap: bool) -> list[Gaussians]:
+    """Version 2, 'delta' encoding: frame t = base + delta_t."""
+    n, files = m["counts"]["dynamic"][0], m["files"]
+    base = _load_fields(folder / files["dynamic_base"], n, k, m["dtypes"], mmap, FIELDS)
+    fields = m.get("dynamic_delta_fields") or []
+    half = dict.fromkeys(FIELDS, "float16")
+    frames = [Gaussians(**base)]
+    for rel in files["dynamic"][1:]:
+        delta = _load_fields(folder / rel, n, k, half, mmap, fields)
+        frames.append(
+            Gaussians(**{f: base[f] + delta[f] if f in delta else base[f] for f in FIELDS})
+        )
+    return frames
 
 
 def scene_info(folder: PathLike) -> dict[str, Any]:
@@ -471,9 +574,12 @@ def scene_info(folder: PathLike) -> dict[str, Any]:
     folder = Path(folder)
     path, m = _read_manifest_json(folder)
     _check_manifest(path, m)
-    rels = [m["files"]["static"], *m["files"]["dynamic"]]
-    if m.get("dynamic_shared_fields"):
-        rels.append(m["files"]["dynamic_shared"])
+    files = m["files"]
+    rels = [files["static"], *(r for r in files["dynamic"] if r is not None)]
+    if m["version"] == 1 and m.get("dynamic_shared_fields"):
+        rels.append(files["dynamic_shared"])
+    if m.get("dynamic_encoding") == "delta":
+        rels.append(files["dynamic_base"])
     present = [folder / r for r in rels if (folder / r).is_file()]
     dyn, n_static = m["counts"]["dynamic"], m["counts"]["static"]
     return {

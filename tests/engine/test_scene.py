@@ -131,7 +131,7 @@ def test_bytes_on_disk_and_manifest(tmp_path):
     n = save_scene(s, folder)
     assert n == disk_bytes(folder)
     m = json.loads((folder / "manifest.json").read_text())
-    assert m["format"] == "pano4d-scene" and m["version"] == 1
+    assert m["format"] == "pano4d-scene" and m["version"] == 2
     assert m["conventions"] == {
         "axes": "+Y up, -Z forward, +X right (OpenGL)",
         "quaternion": "wxyz",
@@ -178,10 +178,10 @@ def test_bytes_on_disk_and_manifest(tmp_path):
 
 
 def test_half_is_about_half_the_size(tmp_path):
-    s = make_scene(degree=3, counts=(2000, 2000), n_static=20000)
+    s = make_scene(degree=3, counts=(2000, 3000), n_static=20000)  # sizes differ: "full"
     full = save_scene(s, tmp_path / "full", half=False)
     half = save_scene(s, tmp_path / "half", half=True)
-    n = 24000
+    n = 25000
     # bytes per Gaussian at SH degree 3: 12 + 16 + 12 + 4 + 192 = 236 full, 12 + 8 + 6 + 2 + 96 = 124 half
     assert 236 * n <= full < 236 * n * 1.02
     assert 124 * n <= half < 124 * n * 1.03
@@ -200,21 +200,21 @@ def test_values_beyond_fp16_range_are_stored_as_float32(tmp_path):
 def test_save_refuses_non_finite_and_writes_nothing(tmp_path):
     s = make_scene()
     s.dynamic[2].log_scales[3, 1] = float("nan")
-    with pytest.raises(ValueError, match="frame_0002"):
+    with pytest.raises(ValueError, match="frame 2"):
         save_scene(s, tmp_path / "sc")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
-    real, calls = scene._write_tensors, []
+    real, calls = scene._write_file, []
 
-    def flaky(path, g, dtypes, *fields):
+    def flaky(path, tensors):
         calls.append(path)
         if len(calls) == 3:
             raise OSError("disk full")
-        real(path, g, dtypes, *fields)
+        real(path, tensors)
 
-    monkeypatch.setattr(scene, "_write_tensors", flaky)
+    monkeypatch.setattr(scene, "_write_file", flaky)
     with pytest.raises(OSError, match="disk full"):
         save_scene(make_scene(), tmp_path / "sc")
     assert list(tmp_path.iterdir()) == []  # no final folder, no temporary left
@@ -224,10 +224,10 @@ def test_failed_overwrite_keeps_previous_scene(tmp_path, monkeypatch):
     old = make_scene(counts=(3, 4))
     save_scene(old, tmp_path / "sc", half=False)
 
-    def broken(path, g, dtypes, *fields):
+    def broken(path, tensors):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(scene, "_write_tensors", broken)
+    monkeypatch.setattr(scene, "_write_file", broken)
     with pytest.raises(KeyboardInterrupt):
         save_scene(make_scene(counts=(9,)), tmp_path / "sc")
     assert [p.name for p in tmp_path.iterdir()] == ["sc"]
@@ -648,40 +648,98 @@ def _shared_scene(frames=4, n=50):
     return Scene4D(base.static, dyn, base.fps, base.meta)
 
 
+def _moving_scene(frames=4, n=50):
+    """Dynamic sets of one size whose means, scales and colours change every frame."""
+    sc = _shared_scene(frames, n)
+    g0 = sc.dynamic[0]
+    dyn = []
+    for t, g in enumerate(sc.dynamic):
+        ratio = 1.0 + 0.05 * t * torch.linspace(0.0, 1.0, n)
+        dyn.append(
+            Gaussians(
+                g0.means * ratio[:, None],
+                g0.quats,
+                g0.log_scales + torch.log(ratio)[:, None],
+                g.opacities,
+                g.sh,
+            )
+        )
+    return Scene4D(sc.static, dyn, sc.fps, sc.meta)
+
+
 def test_time_constant_dynamic_fields_are_stored_once(tmp_path):
     sc = _shared_scene()
-    assert scene.shared_dynamic_fields(sc.dynamic) == ["means", "quats", "log_scales"]
+    assert scene.varying_fields(sc.dynamic) == ["opacities", "sh"]
     size_shared = save_scene(sc, tmp_path / "a", half=False)
     m = json.loads((tmp_path / "a" / "manifest.json").read_text())
-    assert m["dynamic_shared_fields"] == ["means", "quats", "log_scales"]
-    assert (tmp_path / "a" / m["files"]["dynamic_shared"]).is_file()
+    assert m["version"] == 2 and m["dynamic_encoding"] == "delta"
+    assert m["dynamic_delta_fields"] == ["opacities", "sh"]
+    assert (
+        m["files"]["dynamic"][0] is None and (tmp_path / "a" / m["files"]["dynamic_base"]).is_file()
+    )
     with safe_open(str(tmp_path / "a" / m["files"]["dynamic"][2]), "pt") as f:
         assert set(f.keys()) == {"opacities", "sh"}
+        assert f.get_tensor("sh").dtype == torch.float16  # deltas are always fp16
     r = load_scene(tmp_path / "a")
+    assert_sets_equal(sc.dynamic[0], r.dynamic[0])  # the base is exact (float32 here)
     for a, b in zip(sc.dynamic, r.dynamic):
-        assert_sets_equal(a, b)
-    # the same scene with nothing shared is bigger: 4 frames x 50 x (12 + 16 + 12) bytes more,
-    # minus one shared copy
-    unshared = Scene4D(sc.static, [g.to(torch.float32).detach() for g in sc.dynamic], sc.fps, {})
-    unshared.dynamic[1] = Gaussians(**{k: v.clone() for k, v in sc.dynamic[1].tensors().items()})
-    unshared.dynamic[1].means[0, 0] += 1.0  # breaks sharing of means only
-    assert scene.shared_dynamic_fields(unshared.dynamic) == ["quats", "log_scales"]
-    size_partly = save_scene(unshared, tmp_path / "b", half=False)
-    assert size_partly - size_shared > 3 * 50 * 12 - 200
-    assert_sets_equal(unshared.dynamic[1], load_scene(tmp_path / "b").dynamic[1])
+        for name in ("means", "quats", "log_scales"):
+            assert torch.equal(getattr(a, name), getattr(b, name))
+        # an fp16 delta keeps 11 significant bits of the change
+        change = (a.sh - sc.dynamic[0].sh).abs()
+        assert ((b.sh - a.sh).abs() <= change * 2**-11 + 1e-7).all()
+    # moving geometry costs 6 bytes more per field per Gaussian and frame (fp16 deltas)
+    size_moving = save_scene(_moving_scene(), tmp_path / "b", half=False)
+    assert 3 * 50 * 12 - 100 < size_moving - size_shared < 3 * 50 * 12 + 600
 
 
-def test_shared_file_missing_or_wrong_is_a_format_error(tmp_path):
+def test_per_frame_geometry_round_trips_within_fp16_of_the_change(tmp_path):
+    sc = _moving_scene(frames=5, n=200)
+    save_scene(sc, tmp_path / "m")
+    m = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert m["dynamic_delta_fields"] == ["means", "log_scales", "opacities", "sh"]
+    r = load_scene(tmp_path / "m")
+    for t in range(1, 5):
+        moved = (sc.dynamic[t].means - sc.dynamic[0].means).abs()
+        err = (r.dynamic[t].means - sc.dynamic[t].means).abs()
+        assert (err <= moved * 2**-11 + 1e-6).all()
+        assert float(moved.max()) > 0.05  # it really moved
+    # static + base complete, then per frame and dynamic Gaussian fp16 deltas of what
+    # changes: means 6, log-scales 6, opacity 2, SH degree 1 (4 x 3 values) 24 bytes
+    tensors = scene.full_set_bytes(50, 1) + scene.full_set_bytes(200, 1) + 4 * 200 * 38
+    assert tensors < disk_bytes(tmp_path / "m") < tensors + 7 * 700  # + headers, manifest
+
+
+def test_delta_file_missing_or_manifest_wrong_is_a_format_error(tmp_path):
     save_scene(_shared_scene(), tmp_path / "s")
-    (tmp_path / "s" / "dynamic" / "shared.safetensors").unlink()
-    with pytest.raises(FormatError, match="shared.safetensors"):
+    (tmp_path / "s" / "dynamic" / "base.safetensors").unlink()
+    with pytest.raises(FormatError, match="base.safetensors"):
         load_scene(tmp_path / "s")
     save_scene(_shared_scene(), tmp_path / "t")
     m = json.loads((tmp_path / "t" / "manifest.json").read_text())
-    m["dynamic_shared_fields"] = ["means", "colour"]
+    m["dynamic_delta_fields"] = ["means", "colour"]
     (tmp_path / "t" / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(FormatError, match="dynamic_shared_fields"):
+    with pytest.raises(FormatError, match="dynamic_delta_fields"):
         load_scene(tmp_path / "t")
+    m["dynamic_delta_fields"], m["dynamic_encoding"] = ["sh"], "zip"
+    (tmp_path / "t" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(FormatError, match="dynamic_encoding"):
+        load_scene(tmp_path / "t")
+
+
+def test_a_version_1_scene_still_opens():
+    """tests/data/scene_v1 was written by Pano4D's version-1 writer (the last commit that
+    had it): 2 frames with the shared-fields layout."""
+    folder = Path(__file__).parent.parent / "data" / "scene_v1"
+    m = json.loads((folder / "manifest.json").read_text())
+    assert m["version"] == 1 and m["dynamic_shared_fields"]
+    sc = load_scene(folder)
+    assert sc.n_frames == m["frame_count"] and len(sc.static) == m["counts"]["static"]
+    for t, n in enumerate(m["counts"]["dynamic"]):
+        assert len(sc.dynamic[t]) == n
+    assert torch.equal(sc.dynamic[0].means, sc.dynamic[1].means)  # a shared field
+    assert not torch.equal(sc.dynamic[0].sh, sc.dynamic[1].sh)
+    assert scene.scene_info(folder)["missing_files"] == []
 
 
 def test_open_scene_accepts_folder_output_ply_and_sequence(tmp_path):
