@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..io import resize_depth
 from ..progress import Progress
 
 
@@ -78,16 +78,29 @@ class DepthStage:
         user_depth: np.ndarray | None = None,
         progress: Progress | None = None,
     ) -> PanoDepth:
+        """size: (H, W) of the depth. user_depth: [H', W'] for every frame or [T, H', W'] per
+        frame (NaN = invalid, any 2:1 size; resampled edge-preserving)."""
         progress = progress or Progress("depth")
-        h, w = size
-        if user_depth is not None:
-            d = user_depth
-            if d.shape != (h, w):
-                d = cv2.resize(d, (w, h), interpolation=cv2.INTER_AREA)
-            frame = fill_user_depth(d, self.cfg)
-            source = "user depth panorama"
-        else:
-            frame = layout_prior(h, w, self.cfg)
-            source = "layout prior (ground plane + far shell)"
-        progress.update(1.0, source)
-        return PanoDepth(np.broadcast_to(frame, (n_frames, h, w)), source)
+        if user_depth is None:
+            frame = layout_prior(*size, self.cfg)
+            progress.update(1.0, "layout prior (ground plane + far shell)")
+            return PanoDepth(
+                np.broadcast_to(frame, (n_frames, *size)), "layout prior (ground plane + far shell)"
+            )
+        if user_depth.ndim == 2 or _constant_over_time(user_depth):
+            one = user_depth if user_depth.ndim == 2 else user_depth[0]
+            frame = fill_user_depth(resize_depth(one, size), self.cfg)
+            progress.update(1.0, "user depth panorama")
+            return PanoDepth(np.broadcast_to(frame, (n_frames, *size)), "user depth panorama")
+        out = np.empty((n_frames, *size), np.float32)
+        for t in range(n_frames):
+            out[t] = fill_user_depth(resize_depth(user_depth[t], size), self.cfg)
+            progress.update((t + 1) / n_frames, f"user depth, frame {t + 1}/{n_frames}")
+        return PanoDepth(out, f"user depth per frame ({n_frames} frames)")
+
+
+def _constant_over_time(depth: np.ndarray) -> bool:
+    """True for a [T, H, W] broadcast of one frame (stride 0) or identical frames."""
+    if depth.strides[0] == 0:
+        return True
+    return all(np.array_equal(depth[0], depth[t], equal_nan=True) for t in range(1, len(depth)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -118,11 +119,11 @@ class ModelDepthStage:
         self, depth: torch.Tensor, kind: str, user_depth: np.ndarray | None
     ) -> tuple[torch.Tensor, str]:
         h, w = depth.shape[-2:]
-        if user_depth is not None:
-            import cv2
-
-            ref = cv2.resize(user_depth, (w, h), interpolation=cv2.INTER_AREA)
+        if user_depth is not None:  # [T, H', W'] (or [H', W']): calibrate each frame to it
+            frames = user_depth if user_depth.ndim == 3 else user_depth[None]
+            ref = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
             ref = np.where(np.isfinite(ref), fill_user_depth(ref, self.depth), np.nan)
+            ref = ref[0] if len(ref) == 1 else ref
             from .align import median_calibrate
 
             return median_calibrate(depth, ref), "median-calibrated to the user depth"
