@@ -9,8 +9,8 @@ CUDA device …"); :meth:`GeneratePanel.set_capabilities` applies an
 :class:`GenerateSettings` is what the panel holds, stored in projects as JSON, and turned
 into an :class:`engine.pipeline.GenerateConfig` by :meth:`GenerateSettings.to_config`:
 ``build_config(preset, frames=, animator=, device=)`` plus ``overrides`` — per-stage field
-overrides (``{"lift": {"static_iters": 4}}``) applied with ``dataclasses.replace`` exactly
-like a preset's own fields (tests and power users use them for a tiny run).
+overrides (``{"lift": {"refine": {"passes": 0}}}``) applied exactly like a preset's own
+fields (tests and power users use them for a tiny run).
 """
 
 from __future__ import annotations
@@ -109,7 +109,10 @@ class GenerateSettings:
 
 
 def apply_overrides(cfg, overrides: dict[str, dict[str, Any]]):
-    """``cfg`` with per-stage fields replaced (InputError for unknown names)."""
+    """``cfg`` with per-stage fields replaced (nested configs as nested objects; InputError
+    for unknown names)."""
+    from engine.pipeline import override
+
     parts = {}
     for section, fields in overrides.items():
         if section not in SECTIONS:
@@ -117,12 +120,7 @@ def apply_overrides(cfg, overrides: dict[str, dict[str, Any]]):
         part = getattr(cfg, section, None)
         if part is None:
             raise InputError(f"settings section '{section}' is not in use with these choices")
-        names = {f.name for f in dataclasses.fields(part)}
-        bad = sorted(set(fields) - names)
-        if bad:
-            raise InputError(f"unknown {section} setting(s): {', '.join(bad)}")
-        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-        parts[section] = dataclasses.replace(part, **fixed)
+        parts[section] = override(part, fields, section)
     return dataclasses.replace(cfg, **parts)
 
 

@@ -18,13 +18,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.camera import View  # noqa: E402
-from engine.lift.init import equal_area_grid, init_gaussians  # noqa: E402
+from engine.lift.cells import finest_cells  # noqa: E402
+from engine.lift.init import init_gaussians  # noqa: E402
 from engine.lift.raster import render_view  # noqa: E402
 
 
 def scene(n: int):
-    rows = max(8, round(math.sqrt(n / 1.27)))
-    grid = equal_area_grid(rows)
+    rows = max(8, round(math.sqrt(n / 1.57)))
+    grid = finest_cells(rows)
     g = torch.Generator().manual_seed(0)
     colours = torch.rand(len(grid), 3, generator=g)
     depth = 3 + 3 * torch.rand(len(grid), generator=g)

@@ -159,10 +159,12 @@ def _print_summary(out: Path, r: dict) -> None:
     )
     print(f"videos:   {out / 'panorama.mp4'} (360), {out / 'preview.mp4'}")
     print(
-        f"report:   {out / 'report.json'}  PSNR train {r['psnr_train']:.2f} dB, "
-        f"held-out {r['psnr_heldout']:.2f} dB, static max error {r['static_max_error']}, "
-        f"total {sum(r['timings_s'].values()):.0f} s"
+        f"quality:  {r['gaussians_per_input_pixel']:.2f} Gaussians per input pixel, "
+        f"PSNR {r['psnr_native']:.2f} dB at the input's own resolution (static areas, "
+        f"{r['psnr_native_resolution'].split(' from')[0]}), static max error "
+        f"{r['static_max_error']}"
     )
+    print(f"report:   {out / 'report.json'}  total {sum(r['timings_s'].values()):.0f} s")
 
 
 def scene_folder(path: str) -> Path:
@@ -276,7 +278,9 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
         "--speed", type=float, default=2.0, help="--mask motion speed in degrees per second"
     )
     g.add_argument(
-        "--depth", help="depth panorama (distance along the ray): PNG16 (mm), EXR, TIFF, NPY"
+        "--depth",
+        help="depth (distance along the ray): one panorama (PNG16 in mm, EXR, TIFF, NPY) for "
+        "every frame, or per frame: a folder of frame_0000.png... or a [T, H, W] .npy",
     )
     g.add_argument(
         "--depth-model",

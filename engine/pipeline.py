@@ -41,11 +41,12 @@ from .hub import require
 from .io import (
     Panorama,
     Region,
-    load_depth,
+    load_depth_frames,
     load_mask,
     load_panorama,
     load_regions,
     regions_from_mask,
+    resize_depth,
     validate_regions,
 )
 from .lift.optimize import LiftConfig, Lifter
@@ -63,6 +64,7 @@ from .tour import look_around
 from .video import write_mp4
 
 STAGES = ("load", "animate", "depth", "lift", "save")
+MODEL_DEPTH_ROWS = 1024  # model depth is aligned at up to this many rows, then resampled
 # share of the overall progress bar per stage (roughly their CPU time)
 _WEIGHTS = {"load": 0.02, "animate": 0.15, "depth": 0.02, "lift": 0.66, "save": 0.15}
 
@@ -99,6 +101,24 @@ class Inputs:
     motion: str = "flow"  # of the --mask region: "flow" or "sway"
 
 
+def override(cfg, values: dict, where: str = ""):
+    """``cfg`` (a frozen dataclass) with ``values`` replaced; a dict value overrides the
+    fields of a nested dataclass the same way; lists become tuples. Unknown names raise
+    InputError naming them."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    bad = sorted(set(values) - names)
+    if bad:
+        raise InputError(f"unknown {where or type(cfg).__name__} setting(s): {', '.join(bad)}")
+    changes = {}
+    for key, value in values.items():
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            changes[key] = override(current, value, f"{where}.{key}" if where else key)
+        else:
+            changes[key] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(cfg, **changes)
+
+
 def build_config(
     preset: str = DEFAULT_PRESET,
     *,
@@ -116,7 +136,7 @@ def build_config(
     cfg = GenerateConfig(preset=preset, animator=animator)
     parts = {}
     for name in ("animate", "depth", "lift", "output"):
-        parts[name] = dataclasses.replace(getattr(cfg, name), **over.get(name, {}))
+        parts[name] = override(getattr(cfg, name), over.get(name, {}), name)
     if frames is not None:
         if not 2 <= frames <= 240:
             raise InputError(f"--frames must be between 2 and 240, got {frames}")
@@ -151,11 +171,12 @@ def build_config(
 class Loaded:
     pano: Panorama
     regions: list[Region]
-    user_depth: np.ndarray | None
+    user_depth: np.ndarray | None  # [T, H, W] (a broadcast view when one map for all)
 
 
-def load_inputs(inputs: Inputs) -> Loaded:
-    """Load and validate everything before any output is written."""
+def load_inputs(inputs: Inputs, n_frames: int) -> Loaded:
+    """Load and validate everything before any output is written (``n_frames``: the
+    animation's frame count, which per-frame depth must match)."""
     pano = load_panorama(inputs.panorama)
     size = (pano.height, pano.width)
     if inputs.mask is not None and inputs.regions is not None:
@@ -176,7 +197,9 @@ def load_inputs(inputs: Inputs) -> Loaded:
             "nothing to animate: give a mask (--mask M) or a region file (--regions R.json)"
         )
     validate_regions(regions, size)
-    depth = load_depth(inputs.depth, size) if inputs.depth is not None else None
+    depth = None
+    if inputs.depth is not None:
+        depth = load_depth_frames(inputs.depth, size, n_frames)  # [T, H, W], NaN = invalid
     return Loaded(pano, regions, depth)
 
 
@@ -294,7 +317,7 @@ def run(
     out = Path(out)
     with _timed(timings, "load"):
         prog["load"].update(0.0, f"reading {Path(inputs.panorama).name}")
-        loaded = load_inputs(inputs)
+        loaded = load_inputs(inputs, cfg.animate.frames)
         if out.exists() and not out.is_dir():
             raise InputError(f"--out {out} exists and is not a folder")
         ckpt = Checkpoints(out, _fingerprint(inputs, cfg), resume)
@@ -347,22 +370,27 @@ def animate_stage(
 
 def depth_stage(
     loaded: Loaded, cfg: GenerateConfig, video: PanoVideo, ckpt: Checkpoints, progress: Progress
-):
-    size = (cfg.lift.work_height * 2, cfg.lift.work_height * 4)  # 2x the Gaussian grid
+) -> PanoDepth:
+    """Depth at the panorama's own resolution for every frame (the model path aligns at up
+    to 1024 rows and resamples, keeping depth edges)."""
+    size = (loaded.pano.height, loaded.pano.width)
     if ckpt.done("depth"):
-        d = np.load(ckpt.path("depth.npy"))  # [T, h, w] per frame, or [h, w] for all
+        d = np.load(ckpt.path("depth.npy"), mmap_mode="r")  # [T, H, W], or [H, W] for all
         progress.update(1.0, "resumed from checkpoint")
         source = ckpt.state.get("depth_source", "checkpoint")
         if d.ndim == 3:
             return PanoDepth(d, source)
         return PanoDepth(np.broadcast_to(d, (video.n_frames, *d.shape)), source)
     if cfg.depth_model is not None:
+        rows = min(size[0], MODEL_DEPTH_ROWS)
         stage = ModelDepthStage(cfg.depth_model, cfg.depth)
-        depth = stage.run(video.frames, size, video.weight, loaded.user_depth, progress)
-        ckpt.save_array("depth.npy", np.ascontiguousarray(depth.depth))
+        depth = stage.run(video.frames, (rows, 2 * rows), video.weight, loaded.user_depth, progress)
+        full = np.stack([resize_depth(d, size) for d in depth.depth])
+        depth = PanoDepth(full, depth.source)
     else:
         depth = DepthStage(cfg.depth).run(video.n_frames, size, loaded.user_depth, progress)
-        ckpt.save_array("depth.npy", np.ascontiguousarray(depth.depth[0]))
+    d = depth.depth
+    ckpt.save_array("depth.npy", np.ascontiguousarray(d[0] if d.strides[0] == 0 else d))
     ckpt.state["depth_source"] = depth.source
     ckpt.mark("depth")
     return depth

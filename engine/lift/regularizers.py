@@ -40,7 +40,7 @@ from ..errors import InputError
 from ..gaussians import Gaussians
 from ..hub import locate, offline
 from ..sphere import perspective_view
-from .raster import Render, render_view
+from .raster import Render, Roi, render_view
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -154,36 +154,53 @@ class Regularizers:
     def active(self) -> bool:
         return self.depth is not None or self.dino is not None
 
-    def estimated_depth(self, t: int, view: View) -> Tensor:
-        """The estimated depth of frame t seen from ``view``: [h, w]."""
+    def estimated_depth(self, t: int, view: View, roi: Roi | None = None) -> Tensor:
+        """The estimated depth of frame t seen from ``view`` (or its rectangle): [h, w]."""
         assert self.depth is not None
         t = min(t, self.depth.shape[0] - 1)
         if t not in self._cache:
-            self._cache[t] = torch.from_numpy(np.array(self.depth[t]))[None, None].to(self.device)
-        return perspective_view(self._cache[t], view)[0, 0]
+            self._cache = {t: torch.from_numpy(np.array(self.depth[t]))[None, None].to(self.device)}
+        est = perspective_view(self._cache[t], view)[0, 0]
+        if roi is not None:
+            x0, y0, x1, y1 = roi
+            est = est[y0:y1, x0:x1]
+        return est
 
-    def geo(self, render: Render, t: int, view: View) -> Tensor:
+    def geo(self, render: Render, t: int, view: View, roi: Roi | None = None) -> Tensor:
         """L_geo (unweighted) for a render made ``with_depth``."""
         assert render.depth is not None
-        est = self.estimated_depth(t, view)
+        est = self.estimated_depth(t, view, roi)
         return pearson_loss(render.depth, est, render.alpha.detach() > 0.5)
 
-    def sem(self, g: Gaussians, view: View, rgb: Tensor, radius: float) -> Tensor:
-        """L_sem (unweighted): the render ``rgb`` at ``view`` is the reference."""
+    def sem(self, g: Gaussians, view: View, radius: float) -> Tensor:
+        """L_sem (unweighted): DINOv2 CLS of the render at ``view`` (the reference, no
+        gradient) against a camera moved by up to ``radius``; both rendered at the DINO
+        input size."""
         assert self.dino is not None
-        moved = jittered(view, radius, self.rng)
+        small = dataclasses.replace(view, height=self.cfg.dino_size, width=self.cfg.dino_size)
+        moved = jittered(small, radius, self.rng)
         bg = torch.zeros(3, device=g.means.device)
-        other = render_view(g, moved, background=bg).rgb
         with torch.no_grad():
-            ref = self.dino(rgb.detach()[None])
+            ref = self.dino(render_view(g, small, background=bg).rgb[None])
+        other = render_view(g, moved, background=bg).rgb
         return 1.0 - F.cosine_similarity(ref, self.dino(other[None]), dim=-1).mean()
 
-    def loss(self, g: Gaussians, view: View, t: int, fraction: float, render: Render) -> Tensor:
-        """lambda_geo L_geo + lambda_sem L_sem — each weight applied exactly once."""
+    def loss(
+        self,
+        g: Gaussians,
+        view: View,
+        t: int,
+        fraction: float,
+        render: Render,
+        roi: Roi | None = None,
+    ) -> Tensor:
+        """lambda_geo L_geo + lambda_sem L_sem — each weight applied exactly once.
+
+        ``render`` is of ``view``'s rectangle ``roi`` (the whole view when None)."""
         total = render.rgb.sum() * 0.0
         if self.depth is not None and render.depth is not None:
-            total = total + self.cfg.lambda_geo * self.geo(render, t, view)
+            total = total + self.cfg.lambda_geo * self.geo(render, t, view, roi)
         radius = jitter_radius(fraction, self.cfg)
         if self.dino is not None and radius > 0:
-            total = total + self.cfg.lambda_sem * self.sem(g, view, render.rgb, radius)
+            total = total + self.cfg.lambda_sem * self.sem(g, view, radius)
         return total

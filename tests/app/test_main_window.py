@@ -278,7 +278,7 @@ def test_settings_overrides_reach_the_engine_config():
 
     s = tiny_config(frames=5)
     cfg = s.to_config()
-    assert cfg.preset == "preview" and cfg.animate.frames == 5 and cfg.lift.static_iters == 4
+    assert cfg.preset == "preview" and cfg.animate.frames == 5 and cfg.lift.refine.passes == 1
     assert cfg.output.preview_size == (64, 128)
     assert GenerateSettings.from_json(json.loads(json.dumps(s.to_json()))) == s
     with pytest.raises(InputError, match="unknown lift setting"):
@@ -370,7 +370,7 @@ def test_quit_while_generating_cancels_the_run_then_closes(win, qtbot, pano_path
     win.model.add_layer("sky")
     win.model.paint_mask(0, np.eye(256, 512, dtype=bool))
     slow = {k: dict(v) for k, v in TINY.items()}
-    slow["lift"]["static_iters"] = 400
+    slow["lift"]["refine"] = {"passes": 200}
     win.generate_panel.overrides = slow
     assert win.start_generation()
     qtbot.waitUntil(lambda: win.progress_panel.stage == "lift", timeout=60000)

@@ -74,7 +74,7 @@ def test_event_loop_never_stalls_while_generating(gui, qtbot, tmp_path, dialogs)
     panel.frames_spin.setValue(5)
     panel.device_combo.setCurrentIndex(panel.device_combo.findData("cpu"))
     over = {k: dict(v) for k, v in TINY.items()}
-    over["lift"].update(work_height=64, view_size=64, static_iters=24)
+    over["lift"].update(scale=0.5, refine={"passes": 4})
     panel.overrides = over
     # the machine's own noise first: the same timer with nothing running (other processes,
     # the X server and the scheduler can delay a wake-up on a busy machine)

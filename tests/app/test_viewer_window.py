@@ -23,7 +23,8 @@ pytest.importorskip("pytestqt", reason="pytest-qt not installed")
 
 from engine.camera import View  # noqa: E402
 from engine.gaussians import Gaussians  # noqa: E402
-from engine.lift.init import equal_area_grid, init_gaussians, sample_at_grid, subset  # noqa: E402
+from engine.lift.cells import finest_cells  # noqa: E402
+from engine.lift.init import cell_values, init_gaussians, subset  # noqa: E402
 from engine.lift.raster import render_view  # noqa: E402
 from engine.scene import Scene4D, save_scene  # noqa: E402
 from tests.conftest import ROOT, textured_equirect  # noqa: E402
@@ -47,10 +48,10 @@ def make_scene() -> Scene4D:
     """Static Gaussians on the +X half of the sphere, dynamic ones (3 frames, different
     colours) on the -X half: at yaw 0 the right of the image is static, the left animated."""
     pano = textured_equirect(128, 256, seed=3).astype(np.float32) / 255
-    grid = equal_area_grid(72)
-    rgb = sample_at_grid(pano, grid)
+    grid = finest_cells(72)
+    rgb = cell_values(pano, grid)
     depth = 3.0 + 0.8 * torch.sin(3 * grid.lon) * torch.cos(grid.lat)
-    g = init_gaussians(grid, rgb, depth.float())
+    g = init_gaussians(grid, rgb, depth)
     x = g.means[:, 0]
     static = subset(g, x >= 0)
     dyn = subset(g, x < 0)

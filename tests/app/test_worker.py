@@ -29,11 +29,9 @@ pytestmark = pytest.mark.qt
 # A tiny run: what the app's Generate panel passes as settings overrides in the e2e test.
 TINY = {
     "lift": {
-        "work_height": 48,
-        "view_size": 48,
-        "static_iters": 4,
-        "eval_views": 2,
-        "eval_size": 64,
+        "scale": 0.25,
+        "solve": {"view_sets": 1, "iters": 8},
+        "refine": {"passes": 1},
     },
     "output": {"preview_size": [64, 128], "preview_frames": 4, "equirect_loops": 1},
 }
@@ -59,11 +57,11 @@ def sky_regions(folder: Path, size: tuple[int, int]) -> Path:
     return path
 
 
-def tiny_config(frames: int = 3, **lift):
+def tiny_config(frames: int = 3, passes: int = 1):
     from app.generate_panel import GenerateSettings
 
     over = {k: dict(v) for k, v in TINY.items()}
-    over["lift"].update(lift)
+    over["lift"]["refine"] = {"passes": passes}
     return GenerateSettings(preset="preview", frames=frames, device="cpu", overrides=over)
 
 
@@ -96,7 +94,8 @@ def test_generate_worker_runs_the_pipeline(qtbot, inputs, tmp_path):
 
     out = tmp_path / "out"
     cfg = tiny_config(frames=3).to_config()
-    assert cfg.lift.static_iters == 4 and cfg.animate.frames == 3 and cfg.lift.device == "cpu"
+    assert cfg.lift.refine.passes == 1 and cfg.lift.solve.view_sets == 1
+    assert cfg.animate.frames == 3 and cfg.lift.device == "cpu"
     worker = GenerateWorker(GenerateJob(inputs, cfg, out))
     rec = run_to_end(qtbot, worker)
     assert [e[0] for e in rec.ends] == ["finished"], rec.ends
@@ -117,7 +116,7 @@ def test_cancel_stops_within_a_second_and_resume_uses_the_checkpoints(qtbot, inp
 
     out = tmp_path / "out"
     # long enough to cancel in the middle of lifting
-    cfg = tiny_config(frames=3, static_iters=400).to_config()
+    cfg = tiny_config(frames=3, passes=200).to_config()
     worker = GenerateWorker(GenerateJob(inputs, cfg, out))
     rec = Recorder(worker)
     worker.start()

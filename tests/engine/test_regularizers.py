@@ -14,6 +14,7 @@ from engine.errors import InputError
 from engine.gaussians import Gaussians, rgb_to_sh0
 from engine.lift.optimize import LiftConfig, Lifter
 from engine.lift.raster import render_view
+from engine.lift.refine import RefineConfig
 from engine.lift.regularizers import (
     DinoCLS,
     RegularizerConfig,
@@ -22,6 +23,7 @@ from engine.lift.regularizers import (
     jittered,
     pearson_loss,
 )
+from engine.lift.solve import SolveConfig
 from tests.conftest import textured_equirect
 
 transformers = pytest.importorskip("transformers")
@@ -122,7 +124,7 @@ def test_regularizer_loss_weights_once_and_has_gradients(dino_folder):
     total = regs.loss(gg, view, 0, 0.1, render)
     assert abs(float(total.detach()) - 0.3 * geo) < 1e-6
     regs.rng = random.Random(5)
-    sem = float(regs.sem(gg, view, render.rgb, 0.2).detach())
+    sem = float(regs.sem(gg, view, 0.2).detach())
     regs.rng = random.Random(5)
     total = regs.loss(gg, view, 0, 0.95, render)
     assert abs(float(total.detach()) - (0.3 * geo + 0.7 * sem)) < 1e-5
@@ -130,7 +132,7 @@ def test_regularizer_loss_weights_once_and_has_gradients(dino_folder):
     assert opac.grad is not None and float(opac.grad.abs().sum()) > 0
     assert sh.grad is not None and float(sh.grad.abs().sum()) > 0
     # the same camera (no displacement) gives L_sem = 0: the reference is the render itself
-    assert float(regs.sem(gg, view, render.rgb, 0.0).detach()) < 1e-6
+    assert float(regs.sem(gg, view, 0.0).detach()) < 1e-6
 
 
 def test_lifter_runs_with_regularizers(dino_folder):
@@ -143,12 +145,8 @@ def test_lifter_runs_with_regularizers(dino_folder):
     depth = np.repeat((3.0 + np.sin(lat))[:, None], 64, 1).astype(np.float32)[None].repeat(2, 0)
     regs = RegularizerConfig(lambda_geo=0.05, lambda_sem=0.05, dino_model=str(dino_folder))
     cfg = LiftConfig(
-        work_height=16,
-        view_size=24,
-        static_iters=4,
-        dynamic_iters=2,
-        eval_size=24,
-        eval_views=2,
+        solve=SolveConfig(view_sets=1, iters=10),
+        refine=RefineConfig(passes=1, dynamic_passes=1),
         regularizers=regs,
     )
     out = Lifter(cfg).run(frames, depth, weight)

@@ -17,7 +17,8 @@ if not _OK:
 
 from engine.camera import View, gl_projection  # noqa: E402
 from engine.gaussians import Gaussians, rgb_to_sh0  # noqa: E402
-from engine.lift.init import equal_area_grid, init_gaussians, sample_at_grid  # noqa: E402
+from engine.lift.cells import finest_cells  # noqa: E402
+from engine.lift.init import cell_values, init_gaussians  # noqa: E402
 from engine.lift.raster import render_view  # noqa: E402
 from engine.scene import Scene4D  # noqa: E402
 from tests.conftest import textured_equirect  # noqa: E402
@@ -161,11 +162,11 @@ def test_random_cloud_matches_reference(gl):
 @pytest.fixture(scope="module")
 def pano_gaussians() -> Gaussians:
     pano = textured_equirect(256, 512, seed=7).astype(np.float32) / 255
-    grid = equal_area_grid(160)  # ~33k Gaussians
-    rgb = sample_at_grid(pano, grid)
+    grid = finest_cells(144)  # ~33k Gaussians
+    rgb = cell_values(pano, grid)
     # depth varies with direction so Gaussians overlap at different distances
     depth = 4.0 + 1.5 * torch.sin(3 * grid.lon) * torch.cos(grid.lat) + torch.sin(2 * grid.lat)
-    return init_gaussians(grid, rgb, depth.float())
+    return init_gaussians(grid, rgb, depth)
 
 
 @pytest.mark.parametrize(
