@@ -48,7 +48,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .errors import FormatError, InputError, Pano4DError
-from .fsutil import atomic_file
+from .fsutil import atomic_dir, atomic_file
 from .progress import Progress, ProgressCallback
 
 PathLike = str | os.PathLike[str]
@@ -459,3 +459,31 @@ __all__ = [
     "read_mp4",
     "write_mp4",
 ]
+
+
+def write_png_frames(folder: PathLike, frames: Iterable[np.ndarray]) -> list[Path]:
+    """Write uint8 ``[H, W, 3]`` RGB frames as lossless ``frame_0000.png``, ... in ``folder``.
+
+    The folder is written whole (a temporary folder renamed into place), so an interrupted
+    render leaves no partial sequence. An existing folder is replaced only if it is empty or
+    holds nothing but ``frame_*.png`` files (an earlier render); anything else is refused.
+    """
+    import cv2
+
+    out = Path(folder)
+    if out.is_dir():
+        other = [p.name for p in out.iterdir() if not _is_frame_png(p)]
+        if other:
+            raise InputError(f"{out}: holds other files ({other[0]}, ...); refusing to replace it")
+    names = []
+    with atomic_dir(out) as tmp:
+        for i, frame in enumerate(frames):
+            rgb = np.ascontiguousarray(frame[..., ::-1])  # OpenCV writes BGR
+            if not cv2.imwrite(str(tmp / f"frame_{i:04d}.png"), rgb):
+                raise OSError(f"cannot write {tmp / f'frame_{i:04d}.png'}")
+            names.append(f"frame_{i:04d}.png")
+    return [out / n for n in names]
+
+
+def _is_frame_png(p: Path) -> bool:
+    return p.is_file() and p.name.startswith("frame_") and p.suffix == ".png"

@@ -1,7 +1,9 @@
 """Viewer commands added to the command line by ``main.py`` (engine never imports viewer).
 
-``render SCENE --out video.mp4 [--backend auto|gl|torch] [--tour look-around|orbit|PATH]``
-renders a camera tour of a scene to an MP4. ``gl`` is the real-time OpenGL splat renderer
+``render SCENE --out video.mp4|DIR/ [--backend auto|gl|torch] [--tour look-around|orbit|PATH]``
+renders a camera tour of a scene to an MP4, or to lossless PNG frames ``DIR/frame_NNNN.png``
+(when ``--out`` ends with a slash, is an existing folder or has no file suffix) for
+compositing and exact comparisons. ``gl`` is the real-time OpenGL splat renderer
 drawing into an offscreen framebuffer (EGL, no window); ``torch`` is the pure-torch
 reference rasteriser; ``auto`` uses OpenGL when a context can be made and says which.
 """
@@ -26,7 +28,7 @@ from engine.errors import InputError
 from engine.progress import CancelToken, Progress
 from engine.scene import Scene4D, open_scene
 from engine.tour import make_tour
-from engine.video import write_mp4
+from engine.video import write_mp4, write_png_frames
 
 
 def gl_frames(scene: Scene4D, views, progress: Progress) -> Iterator[np.ndarray]:
@@ -66,6 +68,11 @@ def choose_backend(requested: str) -> str:
 def cmd_render(args: argparse.Namespace) -> int:
     from engine.pipeline import render_tour
 
+    out, png = Path(args.out), wants_frames(args.out)
+    if not png and out.suffix.lower() != ".mp4":
+        raise InputError(
+            f"--out {args.out}: expected a .mp4 file or a folder (DIR/) for PNG frames"
+        )
     scene = open_scene(args.scene)
     if args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
@@ -80,11 +87,21 @@ def cmd_render(args: argparse.Namespace) -> int:
                 frames = gl_frames(scene, views, progress)
             else:
                 frames = render_tour(scene, views, progress)
-            write_mp4(Path(args.out), frames, args.fps or scene.fps)
+            if png:
+                write_png_frames(out, frames)
+            else:
+                write_mp4(out, frames, args.fps or scene.fps)
         finally:
             bar.close()
-    print(f"wrote {args.out} ({len(views)} frames, {backend} renderer)")
+    what = "PNG frames in" if png else ""
+    print(f"wrote {what} {out} ({len(views)} frames, {backend} renderer)".replace("  ", " "))
     return 0
+
+
+def wants_frames(out: str) -> bool:
+    """Does ``--out`` name a folder of PNG frames (trailing slash, a folder, no suffix)?"""
+    p = Path(out)
+    return out.endswith(("/", "\\")) or p.is_dir() or p.suffix == ""
 
 
 def register(sub) -> None:
@@ -93,7 +110,9 @@ def register(sub) -> None:
     r.add_argument(
         "scene", help="a scene folder, a generate output folder, a .ply or a frame_*.ply folder"
     )
-    r.add_argument("--out", required=True, help="output .mp4")
+    r.add_argument(
+        "--out", required=True, help="output .mp4, or a folder DIR/ for lossless PNG frames"
+    )
     r.add_argument("--backend", default="auto", choices=["auto", "gl", "torch"])
     r.add_argument(
         "--tour",

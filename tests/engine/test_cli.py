@@ -332,6 +332,39 @@ def test_render_command(files, tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "bad.mp4").exists()
 
 
+def test_render_to_a_folder_writes_lossless_png_frames(files, tmp_path, capsys):
+    import cv2
+
+    from engine.pipeline import render_tour
+    from engine.progress import Progress
+    from engine.scene import open_scene
+    from engine.tour import make_tour
+
+    out = tmp_path / "run"
+    pipeline.run(
+        pipeline.Inputs(files / "pano.png", mask=files / "mask.png"),
+        pipeline.build_config("preview", frames=2),
+        out,
+    )
+    argv = ["render", str(out), "--out", str(tmp_path / "frames") + "/", "--size", "48x32"]
+    code, err = _run([*argv, "--frames", "3", "--backend", "torch"], capsys)
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    assert names == ["frame_0000.png", "frame_0001.png", "frame_0002.png"]
+    views = make_tour("look-around", 3, (32, 48), 90.0)
+    want = list(render_tour(open_scene(out), views, Progress("render")))
+    for name, ref in zip(names, want):
+        got = cv2.imread(str(tmp_path / "frames" / name), cv2.IMREAD_UNCHANGED)[..., ::-1]
+        assert np.array_equal(got, ref)  # lossless: exactly the rendered pixels
+    # a folder that holds anything else is never replaced; a wrong suffix is refused
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    code, err = _run(["render", str(out), "--out", str(tmp_path / "mine"), "--frames", "2"], capsys)
+    assert code == 2 and "other files" in err and (tmp_path / "mine" / "notes.txt").is_file()
+    code, err = _run(["render", str(out), "--out", str(tmp_path / "a.gif")], capsys)
+    assert code == 2 and ".mp4" in err and not (tmp_path / "a.gif").exists()
+
+
 def _plugin_raising(exc):
     def register(sub):
         p = sub.add_parser("boom")
