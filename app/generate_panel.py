@@ -34,16 +34,17 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import InputError
-from engine.presets import DEFAULT_PRESET, PRESETS
+from engine.presets import DEFAULT_PRESET, NEEDS_CUDA, PRESETS
 
 from .capabilities import DEFAULT_DEPTH_MODEL, DEFAULT_SVD_MODEL, Capabilities, Choice
 
 __all__ = ["GeneratePanel", "GenerateSettings"]
 
 PRESET_NOTES = {
-    "preview": "seconds: check regions and motion",
+    "preview": "seconds: check regions and motion (lifted at half resolution)",
     "standard": "minutes on a CPU (2048×1024)",
     "4k": "for 4096×2048 panoramas",
+    "cuda": "a CUDA GPU: gsplat, every cell at full detail, 1800 refinement steps",
 }
 SECTIONS = ("animate", "svd", "depth", "depth_model", "lift", "output")
 
@@ -137,7 +138,9 @@ class GeneratePanel(QWidget):
         self.capabilities = Capabilities()
         self.preset_combo = QComboBox(self)
         for name in PRESETS:
-            self.preset_combo.addItem(name.capitalize() if name != "4k" else "4K", name)
+            self.preset_combo.addItem(
+                name.upper() if name in ("4k", "cuda") else name.capitalize(), name
+            )
             i = self.preset_combo.count() - 1
             self.preset_combo.setItemData(i, PRESET_NOTES.get(name, ""), Qt.ToolTipRole)
         self.frames_spin = QSpinBox(self)
@@ -204,6 +207,13 @@ class GeneratePanel(QWidget):
         _fill(self.animator_combo, caps.animators)
         _fill(self.depth_combo, caps.depth)
         _fill(self.device_combo, caps.devices)
+        model: QStandardItemModel = self.preset_combo.model()
+        for name in NEEDS_CUDA:
+            i = self.preset_combo.findData(name)
+            if i >= 0:
+                model.item(i).setEnabled(caps.cuda)
+                tip = PRESET_NOTES.get(name, "") if caps.cuda else f"needs CUDA: {caps.cuda_reason}"
+                self.preset_combo.setItemData(i, tip, Qt.ToolTipRole)
         missing = [c for c in (*caps.animators, *caps.depth, *caps.devices) if not c.available]
         names = ", ".join(c.label for c in missing)
         self.unavailable_note.setText(f"Unavailable here: {names} (hover for why)")
@@ -247,7 +257,8 @@ class GeneratePanel(QWidget):
         """Show ``s``; a choice that cannot run here falls back to the weightless default. One
         the capabilities do not list yet (not probed) stays asked for: :meth:`settings`
         returns it and :meth:`set_capabilities` picks it once listed and available."""
-        self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(s.preset)))
+        preset = s.preset if self.is_available(self.preset_combo, s.preset) else DEFAULT_PRESET
+        self.preset_combo.setCurrentIndex(max(0, self.preset_combo.findData(preset)))
         self._on_preset()
         self.svd_edit.setText(s.svd_model)
         self.depth_edit.setText(s.depth_model)

@@ -89,8 +89,6 @@ def _generate(args: argparse.Namespace, inputs) -> int:
     from . import pipeline
     from .lift.raster import has_gsplat
 
-    if args.device == "cuda" and not has_gsplat():
-        raise InputError("--device cuda: CUDA or gsplat is not available here; use --device cpu")
     cfg = pipeline.build_config(
         args.preset,
         frames=args.frames,

@@ -50,14 +50,14 @@ from .io import (
     validate_regions,
 )
 from .lift.optimize import LiftConfig, Lifter
-from .lift.raster import render_view
+from .lift.raster import has_gsplat, render_view
 from .metrics import (
     loop_discontinuity,
     peak_rss_mb,
     seam_discontinuity,
     static_max_error,
 )
-from .presets import DEFAULT_PRESET, PRESETS
+from .presets import DEFAULT_PRESET, NEEDS_CUDA, PRESETS
 from .progress import CancelToken, Progress, ProgressCallback
 from .scene import Scene4D, full_set_bytes, save_scene
 from .tour import look_around
@@ -141,7 +141,13 @@ def build_config(
         if not 2 <= frames <= 240:
             raise InputError(f"--frames must be between 2 and 240, got {frames}")
         parts["animate"] = dataclasses.replace(parts["animate"], frames=frames)
-    parts["lift"] = dataclasses.replace(parts["lift"], device=device)
+    if device != "auto" or preset not in NEEDS_CUDA:
+        parts["lift"] = dataclasses.replace(parts["lift"], device=device)
+    if parts["lift"].device == "cuda" and not has_gsplat():  # checked before anything is written
+        raise InputError(
+            f"{'--preset ' + preset if preset in NEEDS_CUDA else '--device cuda'} needs CUDA "
+            "and gsplat, which are not available here; use --preset standard (or 4k) on the CPU"
+        )
     if dino_model is not None:  # L_sem (eq. 5); checked now, before anything is written
         require(dino_model, "config.json", "DINOv2", "drop --dino-model to lift without L_sem")
         regs = dataclasses.replace(parts["lift"].regularizers, dino_model=dino_model)
@@ -209,7 +215,10 @@ def _fingerprint(inputs: Inputs, cfg: GenerateConfig) -> str:
     h.update(json.dumps([inputs.direction_deg, inputs.speed_deg_s, inputs.motion]).encode())
     for p in (inputs.panorama, inputs.mask, inputs.regions, inputs.depth):
         h.update(b"|")
-        if p is not None:
+        if p is not None and Path(p).is_dir():  # per-frame depth: every file, in order
+            for f in sorted(Path(p).iterdir()):
+                h.update(f.name.encode() + (f.read_bytes() if f.is_file() else b""))
+        elif p is not None:
             h.update(Path(p).read_bytes())
     if inputs.regions is not None:  # the region file names mask images: hash them too
         folder = Path(inputs.regions).parent

@@ -33,6 +33,20 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
         "lift": {"solve": {"view_sets": 1}, "refine": {"passes": 1}},
         "output": {"preview_size": (360, 640), "preview_frames": 32},
     },
+    # a CUDA GPU: gsplat rasterises the refinement, every cell at the finest level, three
+    # cube maps and a realistic iteration budget (100 passes x 18 views = 1800 steps)
+    "cuda": {
+        "animate": {"frames": 16},
+        "lift": {
+            "device": "cuda",
+            "cells": {"density": 1.0},
+            "init": {"footprint": 0.5},
+            "solve": {"view_sets": 3},
+            "refine": {"passes": 100, "dynamic_passes": 4},
+        },
+        "output": {"preview_size": (540, 960), "preview_frames": 48},
+    },
 }
 
+NEEDS_CUDA = {name for name, p in PRESETS.items() if p.get("lift", {}).get("device") == "cuda"}
 DEFAULT_PRESET = "standard"

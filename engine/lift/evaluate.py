@@ -1,10 +1,11 @@
 """Quality of a lifted scene, measured where a viewer at the capture point looks.
 
 - ``psnr_native``: the scene rendered from the centre in views at the input's own angular
-  resolution (60-degree views whose central pixels are the size of an equirect pixel at
-  the equator), in directions spread over the whole sphere that no training view shares,
-  against the input panorama's own perspective crops; over static pixels only (pixels whose
-  crop sample touches an animated pixel are left out). One PSNR over all those pixels.
+  resolution (60-degree views of W / 6 pixels: on average one equirect pixel per view
+  pixel, as the issue that set the target measured), in directions spread over the whole
+  sphere that no training view shares, against the input panorama's own perspective crops;
+  over static pixels only (pixels whose crop sample touches an animated pixel are left out).
+  One PSNR over all those pixels.
 - ``psnr_train``: the same at the first cube map of training views, frame 0, all pixels.
 - ``static_flicker``: mean |render(t+1) - render(t)| (0..255) over the static pixels of the
   native views that also see animated regions, for the first frames.
@@ -23,7 +24,7 @@ from torch import Tensor
 from ..camera import View
 from ..gaussians import Gaussians
 from ..progress import Progress
-from ..sphere import matched_view_size, perspective_view
+from ..sphere import perspective_view
 from .init import to_bchw
 from .raster import render_view
 
@@ -33,8 +34,9 @@ NATIVE_VIEWS = 14  # directions on a Fibonacci sphere
 
 def native_views(width: int, n: int = NATIVE_VIEWS, fov_deg: float = NATIVE_FOV) -> list[View]:
     """``n`` views spread evenly over the sphere (a Fibonacci lattice, turned off the
-    cube-face axes), each at the angular resolution of an equirect ``width`` pixels wide."""
-    size = matched_view_size(width, fov_deg)
+    cube-face axes), each at the angular resolution of an equirect ``width`` pixels wide
+    (``fov_deg`` / size = 360 / width degrees per pixel)."""
+    size = max(8, round(width * fov_deg / 360.0))
     views = []
     golden = math.pi * (3.0 - math.sqrt(5.0))
     for i in range(n):
@@ -82,13 +84,14 @@ def evaluate(
     progress = progress or Progress("lift")
     width = frames.shape[2]
     views = native_views(width)
-    img = to_bchw(frames[0]) / 255
-    bg = torch.zeros(3)
+    dev = static.means.device
+    img = (to_bchw(frames[0]) / 255).to(dev)
+    bg = torch.zeros(3, device=dev)
     g0 = Gaussians.cat([static, dynamic[0]])
     native, flicker_views = [], []
     n_steps = len(views) + len(train_views) + 1
     for i, view in enumerate(views):
-        mask = _static_pixels(animated, view)
+        mask = _static_pixels(animated, view).to(dev)
         got = render_view(g0, view, background=bg).rgb
         native.append((got, perspective_view(img, view)[0].permute(1, 2, 0), mask))
         if animated.any() and bool(mask.any()) and not bool(mask.all()):
@@ -121,7 +124,7 @@ def _flicker(static, dynamic, views, progress: Progress) -> float:
     if len(dynamic) < 2 or not views:
         return 0.0
     diffs = []
-    bg = torch.zeros(3)
+    bg = torch.zeros(3, device=static.means.device)
     for view, mask, prev in views:
         for t in range(1, min(len(dynamic), 3)):
             cur = render_view(Gaussians.cat([static, dynamic[t]]), view, background=bg).rgb

@@ -47,7 +47,7 @@ from .evaluate import evaluate
 from .init import InitConfig, cell_depths, cell_values, init_gaussians, subset
 from .layers import LayerConfig, background_layer
 from .raster import has_gsplat, render_view
-from .refine import RefineConfig, Step, refine
+from .refine import RefineConfig, Step, random_steps, refine
 from .regularizers import RegularizerConfig, Regularizers
 from .solve import SolveConfig, Subproblem, Weights, build_weights, dynamic_rois, training_views
 
@@ -129,7 +129,8 @@ class Lifter:
             ]
         )
         all_cells = Cells.cat([cells, layer.cells])
-        return _Layout(g, all_cells, all_cells.animated.clone(), torch.cat([d0, layer.depth]))
+        dynamic = all_cells.animated.to(self.device)
+        return _Layout(g.to(self.device), all_cells, dynamic, torch.cat([d0, layer.depth]))
 
     def run(
         self,
@@ -159,12 +160,13 @@ class Lifter:
         frame0 = np.asarray(frames[0])
         progress.update(0.0, "laying out cells")
         lay = self.layout(frame0, np.asarray(depth[0]), animated)
-        regs = Regularizers(cfg.regularizers, depth, torch.device("cpu"), cfg.seed)
+        regs = Regularizers(cfg.regularizers, depth, self.device, cfg.seed)
         views = training_views(width, cfg.solve)
         has_later = n_frames > 1 and bool(lay.dynamic.any())
         p_static, p_frames = (0.02, 0.62), (0.62, 0.9) if has_later else (0.9, 0.9)
         if resume_static is not None and resume_dynamic:
-            static, dynamic = resume_static, list(resume_dynamic)
+            static = resume_static.to(self.device)
+            dynamic = [g.to(self.device) for g in resume_dynamic]
         else:
             part = progress.sub(*p_static, prefix="static + frame 0: ")
             static, d0 = self._fit_frame0(lay, frame0, views, regs, part)
@@ -192,7 +194,7 @@ class Lifter:
             lift_device=str(self.device),
         )
         progress.update(1.0, "lifted")
-        return LiftResult(static, dynamic, metrics)
+        return LiftResult(static.to("cpu"), [g.to("cpu") for g in dynamic], metrics)
 
     # -- frame 0 -----------------------------------------------------------------------
 
@@ -211,7 +213,13 @@ class Lifter:
             for v, roi, rows in zip(weights.views, weights.rois, weights.rows)
         ]
         del weights
-        g = refine(g, steps, cfg.refine.passes, cfg.refine, regs, 0, progress=progress.sub(0.45, 1))
+
+        def pass_steps(p: int) -> list[Step]:  # the training views plus fresh random ones
+            n, width = cfg.refine.random_views, frame0.shape[1]
+            return steps + random_steps(frame0, width, n, cfg.seed + p, self.device)
+
+        todo = pass_steps if cfg.refine.random_views else steps
+        g = refine(g, todo, cfg.refine.passes, cfg.refine, regs, 0, progress=progress.sub(0.45, 1))
         return subset(g, ~lay.dynamic), subset(g, lay.dynamic)
 
     # -- later frames --------------------------------------------------------------------
@@ -230,9 +238,10 @@ class Lifter:
     ) -> None:
         """Per-frame geometry and colours of the dynamic set, appended to ``dynamic``."""
         cfg, d0 = self.cfg, dynamic[0]
-        cells_d = lay.cells.subset(lay.dynamic)
-        base_depth = lay.depth0[lay.dynamic]
-        free = torch.arange(len(static) + len(d0)) >= len(static)  # the dynamic set
+        on_cpu = lay.dynamic.cpu()
+        cells_d = lay.cells.subset(on_cpu)
+        base_depth = lay.depth0[on_cpu]
+        free = torch.arange(len(static) + len(d0), device=self.device) >= len(static)
         start, n_frames = len(dynamic), frames.shape[0]
         cached: tuple[Tensor, Weights, Subproblem] | None = None  # (geometry, weights, problem)
         for t in range(start, n_frames):
@@ -294,9 +303,11 @@ def _target(pixels: Tensor, rows: slice, view, roi) -> Tensor:
 @torch.no_grad()
 def _render_rows(g: Gaussians, w: Weights) -> Tensor:
     """[P, 3] the rasteriser's render of ``g`` at the pixels of ``w`` (its views' rectangles)."""
-    out = torch.empty(w.a.shape[0], 3)
+    dev = g.means.device
+    out = torch.empty(w.a.shape[0], 3, device=dev)
     for view, roi, rows in zip(w.views, w.rois, w.rows):
-        out[rows] = render_view(g, view, roi, background=torch.zeros(3)).rgb.reshape(-1, 3)
+        rgb = render_view(g, view, roi, background=torch.zeros(3, device=dev)).rgb
+        out[rows] = rgb.reshape(-1, 3)
     return out
 
 

@@ -17,14 +17,18 @@ depth put them. Adam, one step per view, views in a fixed shuffled order per pas
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..camera import View
 from ..gaussians import Gaussians
 from ..progress import Progress
+from ..sphere import perspective_view
+from .init import to_bchw
 from .losses import l1, rgb_loss
 from .raster import Roi, render_view
 from .regularizers import Regularizers
@@ -36,6 +40,8 @@ class RefineConfig:
     dynamic_passes: int = 0  # sweeps over the views that see the regions, per later frame
     lr: float = 0.02  # colour lr / 2, opacity 5 lr, log-scale lr
     lambda_temporal: float = 0.05  # eq. 6 temporal term (later frames)
+    random_views: int = 0  # per pass, extra views in random directions at the input's
+    #                        angular resolution (the fit then holds between training views)
 
 
 @dataclass
@@ -84,7 +90,7 @@ class _Trainable:
 
 def refine(
     g: Gaussians,
-    steps: list[Step],
+    steps: list[Step] | Callable[[int], list[Step]],
     passes: int,
     cfg: RefineConfig,
     regs: Regularizers,
@@ -94,31 +100,32 @@ def refine(
     progress: Progress | None = None,
     seed: int = 0,
 ) -> Gaussians:
-    """``passes`` sweeps of Adam over ``steps``, training the ``free`` Gaussians [N] bool
-    (all when None); returns the refined set (detached)."""
+    """``passes`` sweeps of Adam over ``steps`` (a list, or a function of the pass number
+    giving that pass's steps), training the ``free`` Gaussians [N] bool (all when None);
+    returns the refined set (detached)."""
     progress = progress or Progress("lift")
-    if passes <= 0 or not steps or len(g) == 0:
+    if passes <= 0 or len(g) == 0:
         return g
-    free = torch.ones(len(g), dtype=torch.bool) if free is None else free
+    dev = g.means.device
+    free = torch.ones(len(g), dtype=torch.bool, device=dev) if free is None else free
     params = _Trainable(g, free, cfg)
     rng = random.Random(seed)
-    total, done = passes * len(steps), 0
-    bg = torch.zeros(3)
+    bg = torch.zeros(3, device=dev)
     for p in range(passes):
-        order = list(range(len(steps)))
-        rng.shuffle(order)
-        for i in order:
-            step = steps[i]
+        todo = steps(p) if callable(steps) else steps
+        rng.shuffle(order := list(range(len(todo))))
+        for k, i in enumerate(order):
+            step = todo[i]
             cur = params.gaussians()
             render = render_view(
                 cur, step.view, step.roi, background=bg, with_depth=regs.needs_depth
             )
-            loss = step_loss(render, step, cfg, regs, cur, t, (done + 1) / total)
+            fraction = (p + (k + 1) / len(todo)) / passes
+            loss = step_loss(render, step, cfg, regs, cur, t, fraction)
             params.opt.zero_grad(set_to_none=True)
             loss.backward()
             params.opt.step()
-            done += 1
-            progress.update(done / total, f"refining: pass {p + 1}/{passes}, view {done}")
+            progress.update(fraction, f"refining: pass {p + 1}/{passes}, view {k + 1}/{len(todo)}")
     return params.gaussians().detach()
 
 
@@ -128,3 +135,22 @@ def step_loss(render, step: Step, cfg: RefineConfig, regs: Regularizers, g, t, f
     if step.previous is not None and cfg.lambda_temporal > 0:
         loss = loss + cfg.lambda_temporal * l1(render.rgb, step.previous)
     return loss + regs.loss(g, step.view, t, fraction, render, step.roi)
+
+
+def random_steps(
+    frame: np.ndarray, width: int, n: int, seed: int, device: torch.device | str = "cpu"
+) -> list[Step]:
+    """``n`` 60-degree views in uniformly random directions (with a random roll) at the
+    angular resolution of an equirect ``width`` pixels wide, with their targets: crops of
+    ``frame`` [H, W, 3] uint8."""
+    rng = np.random.default_rng(seed)
+    size = max(8, round(width * 60.0 / 360.0))
+    img = (to_bchw(frame) / 255).to(device)
+    steps = []
+    for _ in range(n):
+        yaw = float(rng.uniform(-180.0, 180.0))
+        pitch = float(np.degrees(np.arcsin(rng.uniform(-1.0, 1.0))))
+        view = View(yaw, pitch, 60.0, size, size, float(rng.uniform(-45.0, 45.0)))
+        target = perspective_view(img, view)[0].permute(1, 2, 0)
+        steps.append(Step(view, (0, 0, size, size), target))
+    return steps

@@ -117,9 +117,10 @@ class Csr:
         The blocks are consumed (the list is emptied as they are copied, bounding memory)."""
         nnz = sum(int(b[0].shape[0]) for b in blocks)
         n_rows = sum(b[3] for b in blocks)
-        crow = torch.zeros(n_rows + 1, dtype=torch.int64)
-        col = torch.empty(nnz, dtype=torch.int32)
-        val = torch.empty(nnz, dtype=torch.float32)
+        dev = blocks[0][0].device if blocks else torch.device("cpu")
+        crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=dev)
+        col = torch.empty(nnz, dtype=torch.int32, device=dev)
+        val = torch.empty(nnz, dtype=torch.float32, device=dev)
         e, r = 0, 0
         while blocks:
             row, c, v, rows = blocks.pop(0)
@@ -134,18 +135,20 @@ class Csr:
         """[e] int32 row of the stored entries of rows lo..hi."""
         hi = self.shape[0] if hi is None else hi
         counts = (self.crow[lo + 1 : hi + 1] - self.crow[lo:hi]).long()
-        return torch.repeat_interleave(torch.arange(lo, hi, dtype=torch.int32), counts)
+        rows = torch.arange(lo, hi, dtype=torch.int32, device=self.crow.device)
+        return torch.repeat_interleave(rows, counts)
 
     def transpose(self) -> Csr:
         """The [cols, rows] transpose, by a counting sort over chunks of rows (memory: the
         result plus one chunk)."""
         n_rows, n_cols = self.shape
+        dev = self.col.device
         counts = torch.bincount(self.col, minlength=n_cols)
-        crow = torch.zeros(n_cols + 1, dtype=torch.int64)
+        crow = torch.zeros(n_cols + 1, dtype=torch.int64, device=dev)
         torch.cumsum(counts, 0, out=crow[1:])
         cursor = crow[:-1].clone()
-        out_col = torch.empty(self.nnz, dtype=torch.int32)
-        out_val = torch.empty(self.nnz, dtype=self.val.dtype)
+        out_col = torch.empty(self.nnz, dtype=torch.int32, device=dev)
+        out_val = torch.empty(self.nnz, dtype=self.val.dtype, device=dev)
         lo = 0
         while lo < n_rows:
             e0 = int(self.crow[lo])
@@ -156,7 +159,7 @@ class Csr:
             cs = self.col[e0:e1][order]
             uniq, cnt = torch.unique_consecutive(cs, return_counts=True)
             first = torch.repeat_interleave(torch.cumsum(cnt, 0) - cnt, cnt)
-            pos = cursor[cs.long()] + torch.arange(e1 - e0) - first
+            pos = cursor[cs.long()] + torch.arange(e1 - e0, device=dev) - first
             out_col[pos] = self.entry_rows(lo, hi)[order]
             out_val[pos] = self.val[e0:e1][order]
             cursor[uniq.long()] += cnt
@@ -229,8 +232,9 @@ class Weights(Problem):
 
     def targets(self, frame: np.ndarray) -> Tensor:
         """[P, 3] float targets: the views' perspective crops of ``frame`` [H, W, 3] uint8."""
-        img = to_bchw(frame) / 255
-        out = torch.empty(self.a.shape[0], 3)
+        dev = self.a.val.device
+        img = (to_bchw(frame) / 255).to(dev)
+        out = torch.empty(self.a.shape[0], 3, device=dev)
         for view, (x0, y0, x1, y1), rows in zip(self.views, self.rois, self.rows):
             crop = perspective_view(img, view)[0, :, y0:y1, x0:x1]
             out[rows] = crop.permute(1, 2, 0).reshape(-1, 3)
@@ -244,8 +248,9 @@ class Weights(Problem):
         on = free[col]
         fixed_all = self.a @ torch.where(free[:, None], 0.0, colours)
         touched = torch.unique(row[on].long())
-        remap_row = torch.full((self.a.shape[0],), -1, dtype=torch.int64)
-        remap_row[touched] = torch.arange(len(touched))
+        dev = touched.device
+        remap_row = torch.full((self.a.shape[0],), -1, dtype=torch.int64, device=dev)
+        remap_row[touched] = torch.arange(len(touched), device=dev)
         remap_col = torch.cumsum(free.long(), 0) - 1
         r, c, v = remap_row[row[on].long()], remap_col[col[on]], self.a.val[on]
         a = Csr.from_blocks([(r, c, v, len(touched))], int(free.sum()))  # rows stay sorted
@@ -269,7 +274,7 @@ def dynamic_rois(g: Gaussians, views: list[View]) -> list[Roi | None]:
     """Per view, the pixel rectangle the Gaussians ``g`` can touch (None: not in view)."""
     out: list[Roi | None] = []
     for view in views:
-        vm, k, w, h = view_camera(view)
+        vm, k, w, h = view_camera(view, g.means.device)
         means2d, cov2d, z = project(g.means, g.quats, g.log_scales, vm, k, w, h)
         radii = footprint_radii(cov2d, torch.sigmoid(g.opacities))
         lo, hi = means2d - radii, means2d + radii
@@ -294,13 +299,14 @@ def build_weights(
     """Render the weights of ``g`` in every view (or its ``rois`` rectangle; views whose
     rectangle is None are left out) and stack them, one view at a time."""
     progress = progress or Progress("lift")
+    dev = g.means.device
     rois = rois if rois is not None else [(0, 0, v.width, v.height) for v in views]
     blocks, omegas, slices, kept, kept_rois, offset = [], [], [], [], [], 0
     for i, (view, roi) in enumerate(zip(views, rois)):
         progress.cancel.check()
         if roi is None:
             continue
-        vm, k, _, _ = view_camera(view)
+        vm, k, _, _ = view_camera(view, dev)
         pw = pixel_weights(g, vm, k, view.width, view.height, min_weight=cfg.min_weight, roi=roi)
         x0, y0, x1, y1 = roi
         w, h = x1 - x0, y1 - y0
@@ -308,7 +314,7 @@ def build_weights(
         blocks.append((pw.pix[order].int(), pw.gauss[order].int(), pw.w[order], w * h))
         del pw, order
         omega = _pixel_weights(view).reshape(view.height, view.width)[y0:y1, x0:x1]
-        omegas.append(omega.reshape(-1) / max(cfg.view_sets, 1))
+        omegas.append(omega.reshape(-1).to(dev) / max(cfg.view_sets, 1))
         slices.append(slice(offset, offset + w * h))
         kept.append(view)
         kept_rois.append(roi)
@@ -318,7 +324,7 @@ def build_weights(
     del blocks
     at = a.transpose()
     progress.update(1.0, f"colour solve: {a.nnz / 1e6:.1f} M weights")
-    omega = torch.cat(omegas) if omegas else torch.zeros(0)
+    omega = torch.cat(omegas) if omegas else torch.zeros(0, device=dev)
     return Weights(a, at, omega, None, kept, kept_rois, slices)
 
 
