@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import plyfile
 import pytest
+import torch
 from PIL import Image
 
 from engine import cli, pipeline
@@ -49,6 +50,21 @@ def files(tmp_path_factory):
     )
     (d / "a_file").write_text("x")
     (d / "folder").mkdir()
+    # per-frame depth: 3 frames (the region moves closer), and the broken kinds
+    depth = np.full((3, 128, 256), 5.0, np.float32)
+    for t in range(3):
+        depth[t, 16:50, 40:220] = 5.0 - t
+    np.save(d / "depth3.npy", depth)
+    np.save(d / "depth2.npy", depth[:2])
+    np.save(d / "depth_square.npy", depth[:, :, :128])
+    nan = depth.copy()
+    nan[1] = np.nan
+    np.save(d / "depth_nan.npy", nan)
+    for name, frames in (("depth_dir", (0, 1, 2)), ("depth_gaps", (0, 1, 3))):
+        (d / name).mkdir()
+        for t in frames:
+            mm = np.round(depth[min(t, 2)] * 1000).astype(np.uint16)
+            Image.fromarray(mm).save(d / name / f"frame_{t:04d}.png")
     return d
 
 
@@ -58,6 +74,14 @@ def _run(argv, capsys):
     code = cli.main(argv, plugins=[register])
     captured = capsys.readouterr()
     return code, captured.err
+
+
+def _with_depth(name: str):
+    def argv(d):
+        pano, mask = str(d / "pano.png"), str(d / "mask.png")
+        return ["generate", pano, "--mask", mask, "--frames", "3", "--depth", str(d / name)]
+
+    return argv
 
 
 BAD = {
@@ -136,6 +160,15 @@ BAD = {
         "--depth",
         str(d / "noise.jpg"),
     ],
+    **{
+        f"per-frame depth: {what}": _with_depth(name)
+        for what, name in (
+            ("wrong frame count", "depth2.npy"),
+            ("wrong size", "depth_square.npy"),
+            ("a NaN-only frame", "depth_nan.npy"),
+            ("a folder with gaps", "depth_gaps"),
+        )
+    },
     "out is a file": lambda d: [
         "generate",
         str(d / "pano.png"),
@@ -363,6 +396,24 @@ def test_render_to_a_folder_writes_lossless_png_frames(files, tmp_path, capsys):
     assert code == 2 and "other files" in err and (tmp_path / "mine" / "notes.txt").is_file()
     code, err = _run(["render", str(out), "--out", str(tmp_path / "a.gif")], capsys)
     assert code == 2 and ".mp4" in err and not (tmp_path / "a.gif").exists()
+
+
+@pytest.mark.parametrize("depth", ["depth3.npy", "depth_dir"])
+def test_per_frame_depth_moves_the_dynamic_gaussians(depth, files, tmp_path, capsys):
+    from engine.scene import load_scene
+
+    out = tmp_path / "run"
+    argv = ["generate", str(files / "pano.png"), "--mask", str(files / "mask.png"), *TINY]
+    code, err = _run([*argv, "--depth", str(files / depth), "--out", str(out)], capsys)
+    assert code == 0, err
+    m = json.loads((out / "scene" / "manifest.json").read_text())
+    assert m["version"] == 2 and "means" in m["dynamic_delta_fields"]
+    assert "per frame" in m["provenance"]["depth"]
+    sc = load_scene(out / "scene")
+    r = [d.means.norm(dim=-1) for d in sc.dynamic]
+    ratio = (r[2] / r[0]).median()
+    assert abs(float(ratio) - 3.0 / 5.0) < 0.02  # the region came from 5 m to 3 m
+    assert torch.equal(sc.dynamic[0].quats, sc.dynamic[2].quats)
 
 
 def _plugin_raising(exc):

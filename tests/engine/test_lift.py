@@ -200,5 +200,36 @@ def test_lift_scale_keeps_evaluating_against_the_full_input(scale):
         LiftConfig(scale=scale, solve=SolveConfig(view_sets=1), refine=RefineConfig(passes=0))
     ).run(frames, depth, weight)
     assert f"{360 / 128:.4f} deg/px" in out.metrics["psnr_native_resolution"]  # the input's
-    assert "at 24x24 px" in out.metrics["psnr_native_resolution"]
+    assert "at 21x21 px" in out.metrics["psnr_native_resolution"]
     assert out.metrics["gaussians_per_input_pixel"] < 0.2
+
+
+def test_the_cuda_preset_is_refused_here_with_one_line_naming_the_fallback():
+    from engine.errors import InputError
+    from engine.lift.raster import has_gsplat
+    from engine.pipeline import build_config
+
+    if has_gsplat():
+        pytest.skip("CUDA and gsplat are here: the preset runs")
+    with pytest.raises(InputError, match="needs CUDA and gsplat.*--preset standard"):
+        build_config("cuda")
+    with pytest.raises(InputError, match="--device cuda needs CUDA"):
+        build_config("standard", device="cuda")
+    assert build_config("standard").lift.device == "auto"
+
+
+@pytest.mark.gpu
+def test_cuda_lift_with_gsplat_matches_the_cpu_lift():
+    from engine.lift.raster import has_gsplat
+
+    if not has_gsplat():
+        pytest.skip("needs CUDA and the gsplat package")
+    frames, depth, weight = _inputs(h=64, frames=2, moving_depth=True)
+    cpu = Lifter(FAST).run(frames, depth, weight)
+    gpu = Lifter(
+        LiftConfig(solve=SolveConfig(view_sets=1), refine=RefineConfig(passes=1), device="cuda")
+    ).run(frames, depth, weight)
+    assert gpu.metrics["lift_device"].startswith("cuda")
+    assert abs(gpu.metrics["psnr_native"] - cpu.metrics["psnr_native"]) < 1.0
+    assert gpu.static.means.device.type == "cpu"
+    assert torch.allclose(gpu.dynamic[1].means, cpu.dynamic[1].means, atol=1e-4)
