@@ -4,11 +4,14 @@ Input: left-drag looks around (grab the world), the wheel zooms, arrow keys turn
 W/A/S/D move forward/left/back/right and Q/E down/up while held, R resets the camera.
 
 Sorting never blocks a paint: every paint asks :class:`viewer.sort.BackgroundSorter` for a
-new back-to-front order when the camera turned/moved enough or the frame changed, and draws
-with the newest finished order that belongs to the bound frame (its token's ``frame_id`` and
-``count`` match). Until one exists it keeps the previous order when its indices still fit
-(same Gaussian count: a frame or two of slightly stale order), else it sorts synchronously
-once. A 16 ms timer applies held movement keys and repaints when a fresher order arrives.
+new back-to-front order of what the (widened) view frustum holds when the camera
+turned/moved enough or the frame changed, and draws with the newest finished order that
+belongs to the bound frame (its token's ``frame_id`` and ``count`` match). Until one exists
+it keeps the previous order when its indices still fit (same Gaussian count: a frame or two
+of slightly stale order), else it sorts synchronously once. On a software rasteriser the
+paints while the camera moves draw a coarser subset (:mod:`viewer.lod`), and full detail
+returns once it is still. A 16 ms timer applies held movement keys, repaints when a
+fresher order arrives and when the camera has settled.
 
 PyOpenGL must use the platform of Qt's context (GLX under X11), so this module sets
 ``PYOPENGL_PLATFORM=glx`` before importing ``viewer``/``OpenGL`` unless ``OpenGL`` is
@@ -36,6 +39,7 @@ from PySide6.QtOpenGLWidgets import QOpenGLWidget  # noqa: E402
 from engine.camera import gl_projection  # noqa: E402
 from engine.scene import Scene4D  # noqa: E402
 from viewer.camera import ViewerCamera  # noqa: E402
+from viewer.lod import LodPolicy, coarse_order, frustum_for, is_software, slack_deg  # noqa: E402
 from viewer.renderer import SplatRenderer  # noqa: E402
 from viewer.sort import BackgroundSorter, needs_resort  # noqa: E402
 
@@ -88,6 +92,13 @@ class SceneGLWidget(QOpenGLWidget):
         self._order: np.ndarray | None = None  # order used by the last paint
         self._order_key: tuple[int, int] | None = None  # (generation, frame) it belongs to
         self._order_seq = -1
+        self._order_count = -1  # Gaussians of the frame the order was made for
+        self._order_state = None  # camera state the order was culled for
+        self._request_states: dict[int, object] = {}  # request seq -> camera state
+        self._last_request = 0
+        self.lod = LodPolicy(software=False)
+        self._coarse_drawn = False
+        self._painted_state = None  # camera state of the last paint (motion detection)
         self._requested_key: tuple[int, int] | None = None
         self._requested_state = None
         self._held: set[int] = set()
@@ -145,6 +156,8 @@ class SceneGLWidget(QOpenGLWidget):
             return
         try:
             self.renderer = SplatRenderer()
+            name = GL.glGetString(GL.GL_RENDERER) or b""
+            self.lod = LodPolicy(software=is_software(name.decode(errors="replace")))
             self._upload()
         except Exception as e:  # shader compile errors, driver limits
             self.renderer = None
@@ -200,39 +213,62 @@ class SceneGLWidget(QOpenGLWidget):
         view = self.camera.view(h, w)
         view_gl = view.world_to_camera_gl()
         proj = gl_projection(view, NEAR, FAR)
-        order = self._pick_order(r, view_gl)
-        r.draw([(view_gl, proj, (0, 0, w, h))], order)
+        order = self._pick_order(r, view)
+        state = self.camera.state
+        if self._painted_state is not None and state.moved_since(self._painted_state, 0.01, 1e-4):
+            self.lod.moved(t0)
+        self._painted_state = state
+        k = 1
+        self._coarse_drawn = self.lod.coarse(t0)
+        if self._coarse_drawn:
+            order, k = coarse_order(order, r.count, self.lod.budget)
+        r.draw([(view_gl, proj, (0, 0, w, h))], order, lod_scale=k)
         if self.sync_timing:
             GL.glFinish()
         ms = (time.perf_counter() - t0) * 1e3
         self.last_frame_ms = ms
         self.frameTimeMeasured.emit(ms)
 
-    def _pick_order(self, r: SplatRenderer, view_gl: np.ndarray) -> np.ndarray:
+    def _pick_order(self, r: SplatRenderer, view) -> np.ndarray:
         key = (self._generation, self._frame)
         state = self.camera.state
+        view_gl = view.world_to_camera_gl()
         if self._requested_key != key or needs_resort(self._requested_state, state):
             if r.count > 0 and not self.sorter.closed:
+                frustum = frustum_for(view, r.radii(), NEAR)
                 # RuntimeError: the sorter is shutting down (the window is closing)
                 with contextlib.suppress(RuntimeError):
-                    self.sorter.request(r.means(), view_gl, frame_id=key)
+                    seq = self.sorter.request(r.means(), view_gl, frame_id=key, frustum=frustum)
+                    recent = dict(list(self._request_states.items())[-8:])
+                    self._request_states = {**recent, seq: state}
+                    self._last_request = seq
             self._requested_key, self._requested_state = key, state
         latest = self.sorter.latest()
         if latest is not None:
             order, token = latest
             if token.frame_id == key and token.count == r.count and token.seq > self._order_seq:
                 self._order, self._order_key, self._order_seq = order, key, token.seq
-        if self._order is not None and self._order_key == key:
+                self._order_count = token.count
+                self._order_state = self._request_states.get(token.seq)
+        # an order culled for a view the camera has turned away from misses splats
+        covers = self._order_state is not None and not state.moved_since(
+            self._order_state, slack_deg(view), 0.05
+        )
+        if self._order is not None and self._order_key == key and covers:
             return self._order
         if (
             self._order is not None
             and self._order_key is not None
             and self._order_key[0] == self._generation
-            and len(self._order) == r.count
+            and self._order_count == r.count
+            and covers
         ):
             return self._order  # previous frame's order: indices valid, slightly stale
-        order = r.sort(view_gl, NEAR)  # nothing usable yet: sort once, synchronously
-        self._order, self._order_key, self._order_seq = order, key, -1
+        # nothing usable yet: sort once, synchronously (what this view's frustum holds)
+        order = r.sort(view_gl, NEAR, frustum_for(view, r.radii(), NEAR))
+        # from now on only the sorter's answer to the newest request can replace it
+        self._order, self._order_key, self._order_seq = order, key, self._last_request - 1
+        self._order_count, self._order_state = r.count, state
         return order
 
     def wait_for_sort(self, timeout: float = 10.0) -> bool:
@@ -264,6 +300,8 @@ class SceneGLWidget(QOpenGLWidget):
             token = latest[1]
             if token.frame_id == (self._generation, self._frame):
                 self.update()  # a fresher order for this frame is ready
+        if self._coarse_drawn and not self.lod.coarse(now):
+            self.update()  # the camera settled: draw full detail
 
     def mousePressEvent(self, e) -> None:
         if e.button() == Qt.LeftButton:

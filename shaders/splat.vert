@@ -7,16 +7,23 @@
 // min(3.33, sqrt(2 ln(255 o))), colour = max(0, SH(dir) + 0.5). Pixel coordinates are
 // relative to the viewport, row 0 at the top, pixel centres at +0.5.
 //
-// Splat storage (std430, 3 vec4 per splat): [x y z opacity] [xx xy xz yy] [yz zz 0 0]
-// (world-space 3D covariance). SH: K*3 floats per splat ([K, 3] row-major, as Gaussians.sh).
-// A frame is static[0, uStaticCount) followed by dynamic[uDynOffset, ...); gl_InstanceID
-// indexes the sorted order buffer, whose entries index that frame-local list.
+// Splat storage (std430, uStride uint per splat): x y z as float32 bits, then float16 pairs
+// (opacity, log-scale x) (log-scale y, log-scale z) (qw, qx) (qy, qz), one spare word, then
+// the [K, 3] SH coefficients as float16 pairs (ceil(3K/2) words). Each set is split into 4
+// SSBOs ("chunks") of uChunk splats, under the driver's block limit (9 blocks in all: the
+// vertex stage may have 16). A frame is static[0, uStaticCount) followed by
+// dynamic[uDynOffset, ...); gl_InstanceID indexes the sorted order buffer, whose entries
+// index that frame-local list.
 
-layout(std430, binding = 0) readonly buffer StaticSplats { vec4 s_splat[]; };
-layout(std430, binding = 1) readonly buffer StaticSH { float s_sh[]; };
-layout(std430, binding = 2) readonly buffer DynamicSplats { vec4 d_splat[]; };
-layout(std430, binding = 3) readonly buffer DynamicSH { float d_sh[]; };
-layout(std430, binding = 4) readonly buffer Order { uint order[]; };
+layout(std430, binding = 0) readonly buffer S0 { uint s0[]; };
+layout(std430, binding = 1) readonly buffer S1 { uint s1[]; };
+layout(std430, binding = 2) readonly buffer S2 { uint s2[]; };
+layout(std430, binding = 3) readonly buffer S3 { uint s3[]; };
+layout(std430, binding = 4) readonly buffer D0 { uint d0[]; };
+layout(std430, binding = 5) readonly buffer D1 { uint d1[]; };
+layout(std430, binding = 6) readonly buffer D2 { uint d2[]; };
+layout(std430, binding = 7) readonly buffer D3 { uint d3[]; };
+layout(std430, binding = 8) readonly buffer Order { uint order[]; };
 
 uniform mat4 uView;        // world -> OpenGL camera
 uniform vec2 uFocal;       // fx, fy in pixels
@@ -28,6 +35,9 @@ uniform uint uStaticCount;
 uniform uint uDynOffset;
 uniform int uShDegree;     // evaluated degree, 0..3
 uniform int uShK;          // stored coefficients per splat, (degree+1)^2 of the data
+uniform uint uStride;      // words per splat: 8 + ceil(3 K / 2)
+uniform uint uChunk;       // splats per chunk
+uniform float uLodScale;   // covariance multiplier (a subset drawn for the whole)
 
 flat out vec2 vMean;       // projected centre, viewport pixels (row 0 at top)
 flat out vec3 vConic;      // inverse cov2d: xx, xy, yy
@@ -46,10 +56,30 @@ const float C3[7] = float[7](-0.5900435899266435, 2.890611442640554, -0.45704579
                              0.3731763325901154, -0.4570457994644658, 1.445305721320277,
                              -0.5900435899266435);
 
-vec3 coef(bool dyn, uint base, int k) {
-    uint o = base + uint(3 * k);
-    if (dyn) return vec3(d_sh[o], d_sh[o + 1u], d_sh[o + 2u]);
-    return vec3(s_sh[o], s_sh[o + 1u], s_sh[o + 2u]);
+uint splat_word(bool dyn, uint idx, uint w) {
+    uint c = idx / uChunk, o = (idx - c * uChunk) * uStride + w;
+    if (dyn) {
+        if (c == 0u) return d0[o];
+        if (c == 1u) return d1[o];
+        if (c == 2u) return d2[o];
+        return d3[o];
+    }
+    if (c == 0u) return s0[o];
+    if (c == 1u) return s1[o];
+    if (c == 2u) return s2[o];
+    return s3[o];
+}
+
+uint sh_word(bool dyn, uint idx, uint w) { return splat_word(dyn, idx, 8u + w); }
+
+float sh_value(bool dyn, uint idx, uint i) {
+    vec2 pair = unpackHalf2x16(sh_word(dyn, idx, i >> 1u));
+    return (i & 1u) == 0u ? pair.x : pair.y;
+}
+
+vec3 coef(bool dyn, uint idx, int k) {
+    uint i = uint(3 * k);
+    return vec3(sh_value(dyn, idx, i), sh_value(dyn, idx, i + 1u), sh_value(dyn, idx, i + 2u));
 }
 
 vec3 eval_sh(bool dyn, uint base, vec3 dir) {
@@ -80,27 +110,36 @@ void cull() {
     vColour = vec4(0.0);
 }
 
+mat3 quat_to_rotmat(vec4 q) {  // wxyz, unit; columns of the rotation (GLSL column-major)
+    float w = q.x, x = q.y, y = q.z, z = q.w;
+    return mat3(1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + w * z), 2.0 * (x * z - w * y),
+                2.0 * (x * y - w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + w * x),
+                2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y));
+}
+
 void main() {
     uint local = order[gl_InstanceID];
     bool dyn = local >= uStaticCount;
     uint idx = dyn ? (uDynOffset + local - uStaticCount) : local;
-    vec4 p0, p1, p2;
-    if (dyn) {
-        p0 = d_splat[3u * idx]; p1 = d_splat[3u * idx + 1u]; p2 = d_splat[3u * idx + 2u];
-    } else {
-        p0 = s_splat[3u * idx]; p1 = s_splat[3u * idx + 1u]; p2 = s_splat[3u * idx + 2u];
-    }
-    float opacity = p0.w;
-    vec4 cam = uView * vec4(p0.xyz, 1.0);
+    vec3 pos = uintBitsToFloat(uvec3(splat_word(dyn, idx, 0u), splat_word(dyn, idx, 1u),
+                                     splat_word(dyn, idx, 2u)));
+    vec2 os = unpackHalf2x16(splat_word(dyn, idx, 3u));
+    vec2 ss = unpackHalf2x16(splat_word(dyn, idx, 4u));
+    vec2 qa = unpackHalf2x16(splat_word(dyn, idx, 5u));
+    vec2 qb = unpackHalf2x16(splat_word(dyn, idx, 6u));
+    float opacity = os.x;
+    vec4 cam = uView * vec4(pos, 1.0);
     vec3 t = vec3(cam.x, -cam.y, -cam.z);  // OpenCV camera axes
     if (t.z < uNearFar.x || t.z > uNearFar.y || opacity < ALPHA_MIN) { cull(); return; }
 
-    // Camera-space 3D covariance, W = diag(1, -1, -1) * R_gl.
+    // World covariance R S S R^T (times the level-of-detail factor), then camera space,
+    // W = diag(1, -1, -1) * R_gl.
+    mat3 R = quat_to_rotmat(normalize(vec4(qa, qb)));
+    vec3 sc = exp(vec3(os.y, ss.x, ss.y));
+    mat3 RS = mat3(R[0] * sc.x, R[1] * sc.y, R[2] * sc.z);
+    mat3 S = uLodScale * (RS * transpose(RS));
     mat3 W = mat3(uView);
     W[0].yz = -W[0].yz; W[1].yz = -W[1].yz; W[2].yz = -W[2].yz;
-    mat3 S = mat3(p1.x, p1.y, p1.z,
-                  p1.y, p1.w, p2.x,
-                  p1.z, p2.x, p2.y);
     mat3 cov = W * S * transpose(W);
 
     // EWA Jacobian with gsplat's clamp.
@@ -139,8 +178,7 @@ void main() {
                     + corner.y * (extend * sqrt(l2) + 1.0) * v2;
     gl_Position = vec4(pix.x / uSize.x * 2.0 - 1.0, 1.0 - pix.y / uSize.y * 2.0, 0.0, 1.0);
 
-    uint sh_base = idx * uint(uShK * 3);
-    vec3 rgb = max(eval_sh(dyn, sh_base, normalize(p0.xyz - uCamPos)) + 0.5, 0.0);
+    vec3 rgb = max(eval_sh(dyn, idx, normalize(pos - uCamPos)) + 0.5, 0.0);
     vMean = mean;
     vConic = vec3(d, -b, a) / det;
     vColour = vec4(rgb, opacity);

@@ -23,6 +23,7 @@ from engine.gaussians import Gaussians
 from engine.scene import Scene4D
 
 from .gl.context import EGLContext
+from .lod import frustum_for
 from .renderer import SplatRenderer, Viewport
 
 NEAR = 0.01  # the reference rasteriser's default cull planes
@@ -119,7 +120,9 @@ class OffscreenRenderer:
         r = self.renderer
         r.set_frame(frame)
         specs = [(v.world_to_camera_gl(), gl_projection(v, NEAR, FAR), vp) for v, vp in views]
-        if order is None and views:
+        if order is None and len(views) == 1:  # one view: sort what its frustum holds
+            order = r.sort(specs[0][0], NEAR, frustum_for(views[0][0], r.radii(), NEAR))
+        elif order is None and views:
             order = r.sort(specs[0][0], NEAR)
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fbo)
         GL.glDisable(GL.GL_SCISSOR_TEST)

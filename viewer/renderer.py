@@ -5,32 +5,42 @@ formation model of ``engine.lift.raster`` (gsplat 1.5 "classic"; shaders/splat.v
 shaders/splat.frag hold the maths). It needs a current OpenGL 4.3+ core context (an
 :class:`viewer.gl.context.EGLContext`, or the app's Qt context) for its whole life.
 
-Data layout (std430 SSBOs):
+Data layout (std430 SSBOs, half floats where that is lossless enough):
 
-- splats: 3 vec4 per Gaussian — ``[x, y, z, opacity]``, ``[xx, xy, xz, yy]``,
-  ``[yz, zz, 0, 0]`` (world position, sigmoid opacity, world 3D covariance computed once on
-  upload from the normalised quaternion and the scales), 48 bytes;
-- SH: ``K * 3`` float32 per Gaussian (``Gaussians.sh`` as is), evaluated in the vertex
-  shader along the view direction for degree 0..3 (``sh_degree`` limits it);
+- splats: ``8 + ceil(3K / 2)`` uint32 per Gaussian (40 bytes at SH degree 0) — world
+  position as 3 float32, then float16 pairs: (sigmoid opacity, log-scale x), (log-scale y,
+  log-scale z), (qw, qx), (qy, qz) of the normalised quaternion, one spare word, then the
+  ``K * 3`` SH coefficients as float16 pairs (``Gaussians.sh`` order). The vertex shader
+  builds the 3D covariance. float16 keeps 11 significant bits: scales within 0.05-0.4 %,
+  opacity within 5e-4, colours within 3e-4;
 - order: uint32 per drawn instance, indices into the current frame's list.
 
+:func:`quantised` gives the Gaussians exactly as stored, so a reference render of them is
+what the GPU should draw. Every buffer is split into up to ``CHUNKS`` SSBOs of at most the
+driver's ``GL_MAX_SHADER_STORAGE_BLOCK_SIZE`` (128 MiB on Mesa: 4.2 M splats per chunk), so
+a 5-8 M splat scene fits.
+
 A frame is ``static + dynamic[t]`` (:class:`engine.scene.Scene4D`). Every dynamic frame is
-resident in one buffer with per-frame offsets, so :meth:`SplatRenderer.set_frame` only
-changes two uniforms: scrubbing costs nothing on the GPU side. Frame-local index ``i`` is
-static Gaussian ``i`` when ``i < n_static`` and dynamic Gaussian ``i - n_static`` of frame
-``t`` otherwise.
+resident in one buffer with per-frame offsets when that fits the chunks, so
+:meth:`SplatRenderer.set_frame` only changes a uniform; otherwise frames are streamed one at
+a time. Frame-local index ``i`` is static Gaussian ``i`` when ``i < n_static`` and dynamic
+Gaussian ``i - n_static`` of frame ``t`` otherwise.
 
 Blending is back to front on premultiplied colour, ``glBlendFunc(GL_ONE,
 GL_ONE_MINUS_SRC_ALPHA)``, depth test off: with the framebuffer cleared to ``(bg, 0)`` the
 result is ``sum_i c_i a_i T_i + T bg`` and alpha ``1 - T`` — front-to-back compositing.
 The only intended difference from the reference is its early stop at transmittance 1e-4
 (bounded by 1e-4 in colour).
+
+Level of detail: :meth:`SplatRenderer.draw` takes ``lod_scale``; drawing a random 1/k of
+the order (:func:`viewer.lod.coarse_order`) with ``lod_scale = k`` makes each splat cover
+the area of k (its covariance times k): a coarse, fast preview while the camera moves on a
+software rasteriser.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,34 +48,64 @@ import torch
 from OpenGL import GL
 
 from engine.gaussians import Gaussians
-from engine.lift.raster import quat_to_rotmat
 
 from .gl.shaders import load_program
 
-FLOATS_PER_SPLAT = 12
+SPLAT_WORDS = 8  # words before the SH in each record
+CHUNKS = 4  # SSBOs per set (the shader's bindings)
 Viewport = tuple[int, int, int, int]
 ViewSpec = tuple[np.ndarray, np.ndarray, Viewport]  # (world->GL camera, projection, viewport)
 
-_BIND_STATIC, _BIND_STATIC_SH, _BIND_DYN, _BIND_DYN_SH, _BIND_ORDER = range(5)
+_BIND_STATIC, _BIND_DYN, _BIND_ORDER = 0, 4, 8  # static chunks 0-3, dynamic 4-7, order 8
 
 
-def pack_splats(g: Gaussians) -> tuple[np.ndarray, np.ndarray]:
-    """[N, 12] float32 splat rows and [N, K*3] float32 SH rows for the SSBOs."""
+def _halves(x: torch.Tensor) -> np.ndarray:
+    """float tensor [N, 2M] -> uint32 [N, M]: consecutive pairs packed as float16 (the low
+    half first, as GLSL's unpackHalf2x16 reads them)."""
+    h = x.to(torch.float16).contiguous().numpy().view(np.uint16).astype(np.uint32)
+    return h[:, 0::2] | (h[:, 1::2] << 16)
+
+
+def record_words(k: int) -> int:
+    """uint32 words per splat record at K SH coefficients."""
+    return SPLAT_WORDS + (3 * k + 1) // 2
+
+
+def pack_splats(g: Gaussians) -> np.ndarray:
+    """uint32 [N, record_words(K)] splat records for the SSBOs (module docstring)."""
     with torch.no_grad():
-        means = g.means.detach().to("cpu", torch.float64)
-        rot = quat_to_rotmat(g.quats.detach().to("cpu", torch.float64))  # [N, 3, 3]
-        rs = rot * torch.exp(g.log_scales.detach().to("cpu", torch.float64)).unsqueeze(-2)
-        cov = rs @ rs.transpose(-1, -2)
-        opac = torch.sigmoid(g.opacities.detach().to("cpu", torch.float64))
-        rows = torch.zeros(len(g), FLOATS_PER_SPLAT, dtype=torch.float32)
-        rows[:, 0:3] = means
-        rows[:, 3] = opac
-        rows[:, 4:10] = torch.stack(
-            [cov[:, 0, 0], cov[:, 0, 1], cov[:, 0, 2], cov[:, 1, 1], cov[:, 1, 2], cov[:, 2, 2]],
-            -1,
-        )
-        sh = g.sh.detach().to("cpu", torch.float32).reshape(len(g), 3 * g.sh.shape[1])
-    return rows.numpy(), sh.numpy()
+        n = len(g)
+        means = g.means.detach().to("cpu", torch.float32).contiguous()
+        q = torch.nn.functional.normalize(g.quats.detach().to("cpu", torch.float32), dim=-1)
+        opac = torch.sigmoid(g.opacities.detach().to("cpu", torch.float32))
+        halfs = torch.cat(
+            [opac[:, None], g.log_scales.detach().to("cpu", torch.float32), q], 1
+        )  # 8 values: opacity, 3 log-scales, 4 quaternion
+        sh = g.sh.detach().to("cpu", torch.float32).reshape(n, 3 * g.sh.shape[1])
+        if sh.shape[1] % 2:
+            sh = torch.cat([sh, torch.zeros(n, 1)], 1)
+        rows = np.zeros((n, record_words(g.sh.shape[1])), np.uint32)
+        rows[:, 0:3] = means.numpy().view(np.uint32)
+        rows[:, 3:7] = _halves(halfs)
+        rows[:, SPLAT_WORDS:] = _halves(sh)
+    return rows
+
+
+def quantised(g: Gaussians) -> Gaussians:
+    """``g`` as the renderer stores it (float16 attributes, normalised quaternions)."""
+
+    def half(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().to(torch.float16).to(torch.float32)
+
+    q = torch.nn.functional.normalize(g.quats.detach().float(), dim=-1)
+    opac = half(torch.sigmoid(g.opacities.detach().float())).clamp(1e-7, 1 - 1e-7)
+    return Gaussians(
+        g.means.detach().float().clone(),
+        half(q),
+        half(g.log_scales),
+        torch.log(opac / (1 - opac)),
+        half(g.sh),
+    )
 
 
 def intrinsics_from_projection(proj: np.ndarray, width: int, height: int) -> dict[str, float]:
@@ -129,6 +169,25 @@ class _Buffer:
             self.id = 0
 
 
+class _Chunked:
+    """Rows of one kind split over ``CHUNKS`` SSBOs of at most ``rows_per_chunk`` rows."""
+
+    def __init__(self) -> None:
+        self.parts = [_Buffer() for _ in range(CHUNKS)]
+
+    def write(self, rows: np.ndarray, rows_per_chunk: int) -> None:
+        for i, part in enumerate(self.parts):
+            part.write(rows[i * rows_per_chunk : (i + 1) * rows_per_chunk])
+
+    def bind(self, first: int) -> None:
+        for i, part in enumerate(self.parts):
+            part.bind(first + i)
+
+    def delete(self) -> None:
+        for part in self.parts:
+            part.delete()
+
+
 class SplatRenderer:
     """Draws a static Gaussian set plus the current dynamic frame into the bound framebuffer.
 
@@ -138,15 +197,15 @@ class SplatRenderer:
     def __init__(self, shader: str = "splat") -> None:
         self.program = load_program(shader)
         self.vao = int(GL.glGenVertexArrays(1))
-        self._static = _Buffer()
-        self._static_sh = _Buffer()
-        self._dyn = _Buffer()
-        self._dyn_sh = _Buffer()
+        self._static = _Chunked()
+        self._dyn = _Chunked()
         self._order = _Buffer(GL.GL_STREAM_DRAW)
         self._static_means = np.zeros((0, 3), np.float32)
+        self._static_radii = np.zeros(0, np.float32)
         self._dyn_means: list[np.ndarray] = []
+        self._dyn_radii: list[np.ndarray] = []
         self._dyn_offsets: list[int] = []
-        self._dyn_host: list[tuple[np.ndarray, np.ndarray]] = []  # streaming mode only
+        self._dyn_host: list[np.ndarray] = []  # streaming mode only
         self._resident = -1  # the frame in the dynamic buffers (streaming mode)
         self.streaming = False  # dynamic frames too big to be resident: one at a time
         self.sh_k = 1
@@ -155,6 +214,7 @@ class SplatRenderer:
         self.sh_degree: int | None = None  # None: the data's degree
         max_block = int(GL.glGetIntegerv(GL.GL_MAX_SHADER_STORAGE_BLOCK_SIZE))
         self.max_block_bytes = max_block if max_block > 0 else 2**31 - 1
+        self._means_cache: tuple[int, np.ndarray, np.ndarray] | None = None
         self._u = {
             name: GL.glGetUniformLocation(self.program, name)
             for name in (
@@ -169,6 +229,9 @@ class SplatRenderer:
                 "uShDegree",
                 "uShK",
                 "uOrigin",
+                "uStride",
+                "uChunk",
+                "uLodScale",
             )
         }
 
@@ -192,43 +255,50 @@ class SplatRenderer:
         """Gaussians in the current frame (static + dynamic)."""
         return self.n_static + self.n_dynamic
 
-    def _check_size(self, what: str, *arrays: np.ndarray) -> None:
-        for a in arrays:
-            if a.nbytes > self.max_block_bytes:
-                warnings.warn(
-                    f"{what}: a {a.nbytes / 2**20:.0f} MiB buffer exceeds this driver's "
-                    f"GL_MAX_SHADER_STORAGE_BLOCK_SIZE ({self.max_block_bytes / 2**20:.0f} MiB);"
-                    " rendering may be incomplete on drivers that enforce it",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+    @property
+    def chunk_rows(self) -> int:
+        """Splats per SSBO chunk (the driver's block limit over the record size)."""
+        return max(1, self.max_block_bytes // (4 * record_words(self.sh_k)))
+
+    def capacity(self) -> int:
+        """The most splats one set (static, or the resident dynamic frames) can hold."""
+        return CHUNKS * self.chunk_rows
+
+    def _fits(self, n: int) -> bool:
+        return n <= self.capacity()
 
     def upload_static(self, g: Gaussians) -> None:
-        rows, sh = pack_splats(g)
-        self._check_size(f"static set of {len(g)} Gaussians", rows, sh)
-        self._static.write(rows)
-        self._static_sh.write(sh)
-        self._static_means = np.ascontiguousarray(rows[:, :3])
+        rows = pack_splats(g)
         self.sh_k = g.sh.shape[1]
+        if not self._fits(len(rows)):
+            raise ValueError(
+                f"static set of {len(rows)} Gaussians exceeds what this driver's storage "
+                f"blocks hold ({self.capacity()} at SH degree {g.sh_degree})"
+            )
+        self._static.write(rows, self.chunk_rows)
+        self._static_means = g.means.detach().to("cpu", torch.float32).numpy().copy()
+        self._static_radii = _radii(g)
+        self._means_cache = None
         self._check_k()
 
     def upload_dynamic(self, frames: Sequence[Gaussians]) -> None:
-        """All dynamic frames, resident in one buffer (frame t at its offset) when that fits
-        the driver's SSBO block limit (instant scrubbing); otherwise *streamed*: the packed
-        frames stay in host memory and :meth:`set_frame` uploads one frame at a time, so GPU
-        memory holds a single frame (Mesa's limit is 128 MiB, ~2.8 M dynamic splats-frames)."""
+        """All dynamic frames, resident in the chunked buffers (frame t at its offset) when
+        they fit (instant scrubbing); otherwise *streamed*: the packed frames stay in host
+        memory and :meth:`set_frame` uploads one frame at a time."""
         packed = [pack_splats(g) for g in frames]
         ks = {g.sh.shape[1] for g in frames}
         if len(ks) > 1:
             raise ValueError(f"dynamic frames have different SH sizes {sorted(ks)}")
         k = ks.pop() if ks else self.sh_k
-        rows = [p[0] for p in packed]
-        self._dyn_means = [np.ascontiguousarray(r[:, :3]) for r in rows]
+        self._dyn_means = [g.means.detach().to("cpu", torch.float32).numpy().copy() for g in frames]
+        self._dyn_radii = [_radii(g) for g in frames]
         self._dyn_k = k
+        self._means_cache = None
         self.frame = min(self.frame, max(len(frames) - 1, 0))
-        row_bytes = sum(p[0].nbytes for p in packed)
-        sh_bytes = sum(p[1].nbytes for p in packed)
-        self.streaming = max(row_bytes, sh_bytes) > self.max_block_bytes
+        counts = [len(p) for p in packed]
+        if counts and not self._fits(max(counts)):
+            raise ValueError(f"a dynamic frame of {max(counts)} Gaussians exceeds the buffers")
+        self.streaming = not self._fits(sum(counts))
         if self.streaming:
             self._dyn_host = packed
             self._dyn_offsets = [0] * len(packed)
@@ -236,23 +306,16 @@ class SplatRenderer:
             self._upload_frame(self.frame)
         else:
             self._dyn_host = []
-            counts = [len(r) for r in rows]
             self._dyn_offsets = [int(x) for x in np.cumsum([0, *counts])[:-1]]
-            all_rows = np.concatenate(rows) if rows else np.zeros((0, 12), np.float32)
-            shs = [p[1] for p in packed]
-            all_sh = np.concatenate(shs) if shs else np.zeros((0, 3), np.float32)
-            self._dyn.write(all_rows)
-            self._dyn_sh.write(all_sh)
+            empty = np.zeros((0, record_words(k)), np.uint32)
+            self._dyn.write(np.concatenate(packed) if packed else empty, self.chunk_rows)
         self._check_k()
 
     def _upload_frame(self, t: int) -> None:
         """Streaming mode: make frame ``t`` the one in the dynamic buffers."""
         if t == self._resident or not self._dyn_host:
             return
-        rows, sh = self._dyn_host[t]
-        self._check_size(f"dynamic frame {t} of {len(rows)} Gaussians", rows, sh)
-        self._dyn.write(rows)
-        self._dyn_sh.write(sh)
+        self._dyn.write(self._dyn_host[t], self.chunk_rows)
         self._resident = t
 
     def _check_k(self) -> None:
@@ -274,25 +337,54 @@ class SplatRenderer:
         if self.streaming:
             self._upload_frame(t)
 
-    def means(self) -> np.ndarray:
-        """[count, 3] float32 world positions of the current frame, in frame-local order."""
+    def _frame_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(means, radii) of the current frame, built once per frame (read-only)."""
+        c = self._means_cache
+        if c is not None and c[0] == self.frame:
+            return c[1], c[2]
         if not self._dyn_means:
-            return self._static_means
-        return np.concatenate([self._static_means, self._dyn_means[self.frame]])
+            means, radii = self._static_means, self._static_radii
+        else:
+            means = np.concatenate([self._static_means, self._dyn_means[self.frame]])
+            radii = np.concatenate([self._static_radii, self._dyn_radii[self.frame]])
+        means.flags.writeable = False
+        radii.flags.writeable = False
+        self._means_cache = (self.frame, means, radii)
+        return means, radii
 
-    def sort(self, view_gl: np.ndarray, near: float = 0.0) -> np.ndarray:
-        """Back-to-front order (uint32 frame-local indices) for one world->GL-camera matrix."""
-        return back_to_front(self.means(), view_gl, near)
+    def means(self) -> np.ndarray:
+        """[count, 3] float32 world positions of the current frame, in frame-local order
+        (read-only; the same array until the frame or the data change)."""
+        return self._frame_arrays()[0]
+
+    def radii(self) -> np.ndarray:
+        """[count] float32 world radius (3 sigma of the largest axis) of each splat."""
+        return self._frame_arrays()[1]
+
+    def sort(self, view_gl: np.ndarray, near: float = 0.0, frustum=None) -> np.ndarray:
+        """Back-to-front order (uint32 frame-local indices) for one world->GL-camera matrix;
+        with a :class:`viewer.sort.Frustum`, only of the splats that can reach it."""
+        means = self.means()
+        if frustum is None:
+            return back_to_front(means, view_gl, near)
+        from .sort import frustum_cull
+
+        keep = frustum_cull(means, view_gl, frustum)
+        return keep[back_to_front(means[keep], view_gl, near)].astype(np.uint32)
 
     # ------------------------------------------------------------------ drawing
 
-    def draw(self, views: Sequence[ViewSpec], order: np.ndarray | None = None) -> None:
+    def draw(
+        self, views: Sequence[ViewSpec], order: np.ndarray | None = None, lod_scale: float = 1.0
+    ) -> None:
         """Draw the current frame into each viewport of the bound framebuffer.
 
         views: list of (world->GL-camera [4, 4], GL projection [4, 4], (x, y, w, h) viewport
             in framebuffer pixels from the bottom-left) — one entry for mono, two for stereo.
         order: back-to-front frame-local indices (uint32); None sorts for ``views[0]``.
             One order serves every view (for stereo, sort for the head / centre eye).
+        lod_scale: each splat's covariance is multiplied by this (a subset from
+        :meth:`lod_subset` drawn with its k covers what the whole set covers).
         The caller clears the framebuffer (to (bg, 0)); blending state is set and restored.
         """
         if not views:
@@ -313,15 +405,16 @@ class SplatRenderer:
         GL.glUseProgram(self.program)
         GL.glBindVertexArray(self.vao)
         self._static.bind(_BIND_STATIC)
-        self._static_sh.bind(_BIND_STATIC_SH)
         self._dyn.bind(_BIND_DYN)
-        self._dyn_sh.bind(_BIND_DYN_SH)
         self._order.bind(_BIND_ORDER)
         u = self._u
         GL.glUniform1ui(u["uStaticCount"], self.n_static)
         GL.glUniform1ui(u["uDynOffset"], self._dyn_offsets[self.frame] if self._dyn_means else 0)
         GL.glUniform1i(u["uShDegree"], degree)
         GL.glUniform1i(u["uShK"], self.sh_k)
+        GL.glUniform1ui(u["uStride"], record_words(self.sh_k))
+        GL.glUniform1ui(u["uChunk"], self.chunk_rows)
+        GL.glUniform1f(u["uLodScale"], float(lod_scale))
 
         was_blend = GL.glIsEnabled(GL.GL_BLEND)
         was_depth = GL.glIsEnabled(GL.GL_DEPTH_TEST)
@@ -355,7 +448,7 @@ class SplatRenderer:
 
     def close(self) -> None:
         """Free the GL objects (the context must be current)."""
-        for b in (self._static, self._static_sh, self._dyn, self._dyn_sh, self._order):
+        for b in (self._static, self._dyn, self._order):
             b.delete()
         if self.vao:
             GL.glDeleteVertexArrays(1, [self.vao])
@@ -365,8 +458,13 @@ class SplatRenderer:
             self.program = 0
 
 
+def _radii(g: Gaussians) -> np.ndarray:
+    return (3.0 * torch.exp(g.log_scales.detach().float().amax(-1))).cpu().numpy()
+
+
 __all__ = [
     "SplatRenderer",
+    "quantised",
     "ViewSpec",
     "Viewport",
     "back_to_front",

@@ -19,6 +19,11 @@ Sort
                    with per-chunk histograms — a counting-sort merge, no comparisons.
       ``"auto"``   torch if it imports (and ``threads != 1``), else numpy.
 
+Culling
+    :func:`frustum_cull` keeps the splats whose bounding sphere (centre, 3-sigma radius)
+    meets a view frustum widened by a margin; a request with a :class:`Frustum` sorts only
+    those (a 90-degree view of a panorama scene sees about a fifth of it).
+
 Background
     :class:`BackgroundSorter` sorts on a worker thread; ``request`` never blocks and coalesces
     (only the newest pending request is sorted), ``latest`` returns the newest finished order
@@ -27,6 +32,7 @@ Background
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -38,6 +44,8 @@ import numpy as np
 
 __all__ = [
     "BackgroundSorter",
+    "Frustum",
+    "frustum_cull",
     "SortToken",
     "depth_keys",
     "needs_resort",
@@ -79,6 +87,42 @@ def radial_keys(means: np.ndarray, eye: np.ndarray | tuple[float, float, float])
     d = pts - e
     r2 = np.einsum("ij,ij->i", d, d)
     return np.sqrt(r2, out=r2)
+
+
+# --------------------------------------------------------------------------- culling
+
+
+@dataclass(frozen=True)
+class Frustum:
+    """A symmetric view frustum for culling: half-angle tangents, near plane, splat radii.
+
+    ``margin`` widens the half-angles (1.2: 20 % more) so an order sorted a moment ago still
+    covers the view while the camera turns.
+    """
+
+    tan_x: float
+    tan_y: float
+    near: float
+    radii: np.ndarray  # [N] world radius of each splat
+    margin: float = 1.2
+
+
+def frustum_cull(means: np.ndarray, view_gl: np.ndarray, f: Frustum) -> np.ndarray:
+    """int64 indices of the splats whose bounding sphere meets the (widened) frustum.
+
+    means: [N, 3] world positions; view_gl: [4, 4] world->GL camera (looking along -z).
+    """
+    m = np.asarray(view_gl, dtype=np.float32)
+    pts = np.asarray(means, dtype=np.float32)
+    cam = pts @ m[:3, :3].T + m[:3, 3]
+    z = -cam[:, 2]
+    r = np.asarray(f.radii, dtype=np.float32)
+    tx, ty = f.tan_x * f.margin, f.tan_y * f.margin
+    keep = z + r > f.near
+    # distance of the centre outside each side plane, with the plane's normal length
+    keep &= np.abs(cam[:, 0]) - z * tx <= r * np.float32(math.sqrt(1 + tx * tx))
+    keep &= np.abs(cam[:, 1]) - z * ty <= r * np.float32(math.sqrt(1 + ty * ty))
+    return np.flatnonzero(keep)
 
 
 # --------------------------------------------------------------------------- sort
@@ -252,6 +296,7 @@ class SortToken:
     count: int
     kind: str
     sort_ms: float
+    drawn: int = -1  # splats in the order (fewer than count when culled)
 
 
 @dataclass
@@ -261,6 +306,7 @@ class _Request:
     view_gl: np.ndarray | None
     eye: np.ndarray | None
     frame_id: Any
+    frustum: Frustum | None = None
 
 
 class BackgroundSorter:
@@ -314,9 +360,11 @@ class BackgroundSorter:
         frame_id: Any = None,
         *,
         eye: np.ndarray | tuple[float, float, float] | None = None,
+        frustum: Frustum | None = None,
     ) -> int:
         """Queue a sort of ``means`` [N, 3] by depth for ``view_gl`` (or by distance from
-        ``eye``). Returns the request's sequence number. Never waits for a running sort."""
+        ``eye``); with a ``frustum`` (depth keys only) the splats outside it are left out.
+        Returns the request's sequence number. Never waits for a running sort."""
         if (view_gl is None) == (eye is None):
             raise ValueError("pass exactly one of view_gl (depth keys) or eye (radial keys)")
         v = None if view_gl is None else np.array(view_gl, dtype=np.float64).reshape(4, 4)
@@ -328,7 +376,7 @@ class BackgroundSorter:
             self.requests += 1
             if self._pending is not None:
                 self.dropped += 1
-            self._pending = _Request(self._seq, means, v, e, frame_id)
+            self._pending = _Request(self._seq, means, v, e, frame_id, frustum)
             self._cond.notify()
             return self._seq
 
@@ -413,17 +461,24 @@ class BackgroundSorter:
                 self._busy = True
             try:
                 t0 = time.perf_counter()
+                keep = None
                 if job.eye is not None:
                     keys, kind = radial_keys(job.means, job.eye), "radial"
+                elif job.frustum is not None:
+                    keep = frustum_cull(job.means, job.view_gl, job.frustum)
+                    keys, kind = depth_keys(job.means[keep], job.view_gl), "depth"
                 else:
                     keys, kind = depth_keys(job.means, job.view_gl), "depth"
                 threads = self._pick_threads(keys.size)
                 t1 = time.perf_counter()
                 order = sort_back_to_front(keys, self.bits, self.backend, threads)
                 self._record(threads, keys.size, time.perf_counter() - t1)
+                if keep is not None:
+                    order = keep[order].astype(np.uint32)
                 order.flags.writeable = False
                 ms = (time.perf_counter() - t0) * 1e3
-                token = SortToken(job.seq, job.frame_id, int(order.size), kind, ms)
+                n = len(job.means)
+                token = SortToken(job.seq, job.frame_id, n, kind, ms, int(order.size))
                 result: tuple[np.ndarray, SortToken] | None = (order, token)
             except Exception as exc:  # keep serving; the previous result stays current
                 self.last_error = exc

@@ -24,6 +24,7 @@ from engine.scene import Scene4D  # noqa: E402
 from tests.conftest import textured_equirect  # noqa: E402
 from viewer.gl.shaders import ShaderError, load_program  # noqa: E402
 from viewer.offscreen import FAR, NEAR, OffscreenRenderer  # noqa: E402
+from viewer.renderer import quantised, record_words  # noqa: E402
 
 pytestmark = pytest.mark.gl
 
@@ -41,7 +42,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def reference(g: Gaussians, view: View, bg=BG) -> np.ndarray:
-    out = render_view(g, view, background=torch.tensor(bg, dtype=torch.float32))
+    """The torch reference render of ``g`` as the GL renderer stores it (float16
+    attributes): the two must then agree to float32 precision."""
+    out = render_view(quantised(g), view, background=torch.tensor(bg, dtype=torch.float32))
     return np.clip(out.rgb.numpy(), 0.0, 1.0)
 
 
@@ -242,7 +245,8 @@ def test_dynamic_frames_over_the_ssbo_limit_are_streamed(gl):
     assert not gl.renderer.streaming
     limit = gl.renderer.max_block_bytes
     try:
-        gl.renderer.max_block_bytes = 300 * 48  # the largest frame (290 rows) fits, four do not
+        # 4 chunks of 80 records: the largest frame (290 rows) fits, spanning chunks; all do not
+        gl.renderer.max_block_bytes = 80 * 4 * record_words(static.sh.shape[1])
         gl.invalidate()
         for t in (0, 3, 1, 1, 2, 0):  # scrub back and forth
             img = gl.render(scene, view, background=BG, frame=t)
