@@ -94,11 +94,12 @@ class OffscreenRenderer:
         background: Sequence[float] = (0.0, 0.0, 0.0),
         frame: int = 0,
         order: np.ndarray | None = None,
+        lod_scale: float = 1.0,
     ) -> np.ndarray:
         """[view.height, view.width, 3] float32 RGB in [0, 1], row 0 at the top."""
         self._check_size(view.width, view.height)
         vp = (0, self.height - view.height, view.width, view.height)  # top-left corner
-        out = self.render_views(scene, [(view, vp)], background, frame, order)
+        out = self.render_views(scene, [(view, vp)], background, frame, order, lod_scale)
         return out[: view.height, : view.width]
 
     def render_views(
@@ -108,12 +109,14 @@ class OffscreenRenderer:
         background: Sequence[float] = (0.0, 0.0, 0.0),
         frame: int = 0,
         order: np.ndarray | None = None,
+        lod_scale: float = 1.0,
     ) -> np.ndarray:
         """Draw several views in one pass (e.g. two eyes side by side) and read back the
         whole framebuffer: [height, width, 3], row 0 at the top.
 
         Viewports are (x, y, w, h) in GL framebuffer pixels (y from the bottom). ``order``
-        defaults to a back-to-front sort for the first view.
+        defaults to a back-to-front sort for the first view (of what its frustum holds, for
+        a single view); ``lod_scale`` as for :meth:`SplatRenderer.draw`.
         """
         self.upload(scene)
         self.ctx.make_current()
@@ -132,7 +135,7 @@ class OffscreenRenderer:
             raise ValueError(f"background must be 3 values, got {background!r}")
         GL.glClearColor(bg[0], bg[1], bg[2], 0.0)
         GL.glClear(GL.GL_COLOR_BUFFER_BIT)
-        r.draw(specs, order)
+        r.draw(specs, order, lod_scale)
         return self.read()[..., :3]
 
     def read(self, alpha: bool = False) -> np.ndarray:

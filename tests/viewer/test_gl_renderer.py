@@ -296,3 +296,25 @@ def test_shader_compile_error_is_clear(gl, tmp_path):
     assert "broken.vert" in msg and "compile" in msg and "undefined_thing" in msg
     with pytest.raises(ShaderError, match="no shader program 'absent'"):
         load_program("absent", tmp_path)
+
+
+def test_culled_and_coarse_draws(gl, pano_gaussians):
+    """The culled default order draws exactly what the full order draws; a coarse subset
+    (1 in 4 splats) with lod_scale=4 covers the view like the full set, without the scale
+    it leaves gaps."""
+    from viewer.lod import coarse_order
+
+    g = pano_gaussians
+    view = View(25.0, 10.0, 90.0, 96, 128)
+    culled = gl.render(g, view, background=(0, 0, 0))
+    full_order = gl.renderer.sort(view.world_to_camera_gl(), NEAR)  # everything in front
+    np.testing.assert_array_equal(
+        gl.render(g, view, background=(0, 0, 0), order=full_order), culled
+    )
+    sub, k = coarse_order(full_order, len(g), -(-len(full_order) // 4))
+    assert k == 4
+    coarse = gl.render(g, view, background=(0, 0, 0), order=sub, lod_scale=k)
+    sparse = gl.render(g, view, background=(0, 0, 0), order=sub)
+    assert abs(coarse.mean() - culled.mean()) < 0.1 * culled.mean()
+    assert sparse.mean() < 0.8 * culled.mean()
+    assert psnr(coarse, culled) > 20.0
