@@ -49,7 +49,7 @@ def to_bchw(image: np.ndarray) -> Tensor:
     """[H, W] or [H, W, C] array (any dtype) -> [1, C, H, W] float32 tensor (a new array,
     so read-only memmaps are fine)."""
     arr = image if image.ndim == 3 else image[..., None]
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)[None]
+    return torch.from_numpy(np.array(arr, dtype=np.float32)).permute(2, 0, 1)[None]
 
 
 def tangent_frames(lon: Tensor, lat: Tensor) -> Tensor:

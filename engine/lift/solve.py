@@ -10,11 +10,14 @@ solution of the damped, weighted least-squares problem
 
 with ``y`` the views' targets (perspective crops of the frame), ``omega_p`` the solid
 angle of each pixel divided by the number of view sets (so the sphere counts evenly) and
-``c0`` the initial colours. ``mu`` (``damping`` times the mean diagonal of ``A^T Omega
-A``) keeps Gaussians no view sees (background layers behind depth edges) at their initial
-colour and changes the rest by a negligible amount. The normal equations ``(A^T Omega A +
-mu I) c = A^T Omega y + mu c0`` are solved by conjugate gradients with a Jacobi
-preconditioner, all three channels at once, and the result is clamped to [0, 1].
+``c0`` the initial colours (the image at each cell centre). ``mu`` (``damping`` times the
+mean diagonal of ``A^T Omega A``) keeps Gaussians no view sees (background layers behind
+depth edges) at their initial colour, and regularises the rest: the exact fit to the
+training views' pixels would deconvolve the splats' blur with overshooting colours that
+hold at those pixels only (measured: at 4096x2048, damping 1e-3 fits the training views to
+38.6 dB but renders other views 0.7 dB worse than damping 0.03). The normal equations
+``(A^T Omega A + mu I) c = A^T Omega y + mu c0`` are solved by conjugate gradients with a
+Jacobi preconditioner, all three channels at once, and the result is clamped to [0, 1].
 
 Training views are cube maps at the input's angular resolution: the first axis-aligned,
 the others turned by fixed rotations, so the fit sees each direction at several sub-pixel
@@ -50,7 +53,7 @@ class SolveConfig:
     resolution: float = 1.0  # training view resolution relative to the input's angular one
     iters: int = 40  # conjugate-gradient iterations at most
     tol: float = 1e-3  # stop once the residual norm falls below tol * the initial one
-    damping: float = 1e-3  # mu as a fraction of the mean diagonal of A^T Omega A
+    damping: float = 0.03  # mu as a fraction of the mean diagonal of A^T Omega A
     min_weight: float = 1e-3  # compositing weights below this are dropped from A
 
 
