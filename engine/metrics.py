@@ -78,7 +78,15 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0, mask: np.ndarray | Non
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (and finished children) in MB."""
+    """Peak resident memory of this process in MB: the kernel's high-water mark (VmHWM) on
+    Linux. ``ru_maxrss`` is the fallback elsewhere; on Linux it is not used because a
+    process started by fork + exec inherits its parent's peak there."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
     scale = 1.0 if sys.platform == "darwin" else 1024.0
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-    return own / 1e6
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e6

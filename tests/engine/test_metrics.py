@@ -4,13 +4,13 @@ where the defect it measures is present."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engine.metrics import (
     loop_discontinuity,
-    peak_rss_mb,
     psnr,
     seam_discontinuity,
     static_max_error,
@@ -83,9 +83,29 @@ def test_psnr_analytic():
     assert psnr(a, b, mask=mask) == math.inf
 
 
-def test_peak_rss_is_plausible():
-    block = np.ones(50_000_000, np.uint8)  # 50 MB touched
-    assert peak_rss_mb() > 50 and block.sum() == 50_000_000
+def test_peak_rss_matches_the_kernels_high_water_mark_and_grows_with_memory():
+    """In a fresh process: peak_rss_mb() against the kernel's own VmHWM (/proc), before and
+    after touching 300 MB."""
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs Linux /proc")
+    code = (
+        "import numpy as np\n"
+        "from engine.metrics import peak_rss_mb\n"
+        "def hwm():\n"
+        "    line = [x for x in open('/proc/self/status') if x.startswith('VmHWM')][0]\n"
+        "    return int(line.split()[1]) * 1024 / 1e6\n"
+        "a, ha = peak_rss_mb(), hwm()\n"
+        "block = np.ones(300_000_000, np.uint8)\n"
+        "b, hb = peak_rss_mb(), hwm()\n"
+        "print(a, ha, b, hb, int(block[::4096].sum()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    a, ha, b, hb, _ = (float(x) for x in out.stdout.split())
+    assert a == pytest.approx(ha, rel=0.02) and b == pytest.approx(hb, rel=0.02)
+    assert 290 < b - a < 330
 
 
 def test_loop_needs_three_frames():
