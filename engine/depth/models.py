@@ -18,6 +18,14 @@ into distance along each pixel's ray (``View.planar_to_ray``, DESIGN.md section 
   ``1 / far`` of that (the sky, anything unbounded, or <= 0) go to the far shell.
 - metric: z as predicted; z >= far, non-finite or <= 0 goes to the far shell.
 
+Preprocessing and resizing back are the model's own: when the folder holds the model's
+image processor (``preprocessor_config.json``, as every published checkpoint does) it is
+loaded with ``AutoImageProcessor`` and used as is (resize, rescale, normalise), and the
+prediction goes back to the view's size by a bicubic resize (what DPT's and Depth
+Anything's ``post_process_depth_estimation`` do; ZoeDepth's needs torchvision). A folder
+without one gets the model family's defaults (a bicubic resize to the model's input size,
+its mean and std), and says so in :attr:`DepthModel.preprocessing`.
+
 The far shell is a sphere (distance ``far`` along every ray), like the layout prior's.
 Weights are found with :func:`engine.hub.locate` (a local folder, or the Hugging Face cache;
 never downloaded here) and loaded with ``from_pretrained(folder, local_files_only=...)``.
@@ -139,9 +147,15 @@ class DepthModel:
     """A loaded depth network: ``view_depths(images, view)`` -> ray distance per view."""
 
     def __init__(self, model, kind: str, size: int, mean: Tensor, std: Tensor,
-                 cfg: DepthModelConfig) -> None:  # fmt: skip
+                 cfg: DepthModelConfig, processor=None) -> None:  # fmt: skip
         self.model, self.kind, self.size, self.cfg = model, kind, size, cfg
         self.mean, self.std = mean, std
+        self.processor = processor
+        self.preprocessing = (
+            f"the model's image processor ({type(processor).__name__})"
+            if processor is not None
+            else f"defaults (no preprocessor_config.json): {size} px, its mean and std"
+        )
 
     @classmethod
     def load(cls, spec: str, cfg: DepthModelConfig = DepthModelConfig()) -> DepthModel:
@@ -166,7 +180,7 @@ class DepthModel:
         if getattr(model.config, "depth_estimation_type", "relative") == "metric":
             kind = "metric"
         size, mean, std = _preprocessing(folder, model.config, mtype, cfg)
-        return cls(model, kind, size, mean, std, cfg)
+        return cls(model, kind, size, mean, std, cfg, _image_processor(folder, cfg))
 
     @torch.no_grad()
     def predict(self, images: Tensor, on_batch: Callable[[float], None] | None = None) -> Tensor:
@@ -180,15 +194,32 @@ class DepthModel:
         dev = self.cfg.device
         outs = []
         for i in range(0, b, max(1, self.cfg.batch)):
-            x = images[i : i + self.cfg.batch].permute(0, 3, 1, 2).to(dev, torch.float32)
-            x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False)
-            x = (x.clamp(0, 1) - self.mean.to(dev)) / self.std.to(dev)
-            pred = self.model(pixel_values=x).predicted_depth  # [b, h', w']
-            pred = F.interpolate(pred[:, None], size=(h, w), mode="bilinear", align_corners=False)
-            outs.append(pred[:, 0].float().cpu())
+            batch = images[i : i + self.cfg.batch].to(torch.float32).clamp(0, 1)
+            if self.processor is not None:
+                outs.append(self._predict_with_processor(batch, (h, w)))
+            else:
+                x = batch.permute(0, 3, 1, 2).to(dev)
+                x = F.interpolate(x, (self.size, self.size), mode="bicubic", align_corners=False)
+                x = (x.clamp(0, 1) - self.mean.to(dev)) / self.std.to(dev)
+                pred = self.model(pixel_values=x).predicted_depth  # [b, h', w']
+                pred = F.interpolate(
+                    pred[:, None], size=(h, w), mode="bicubic", align_corners=False
+                )
+                outs.append(pred[:, 0].float().cpu())
             if on_batch is not None:
                 on_batch(min(1.0, (i + self.cfg.batch) / b))
         return torch.cat(outs)
+
+    def _predict_with_processor(self, batch: Tensor, size: tuple[int, int]) -> Tensor:
+        """[b, h, w, 3] in [0, 1] -> [b, h, w] through the model's own image processor."""
+        proc = self.processor
+        kw = {} if self.cfg.input_size is None else {"size": _size_arg(proc, self.cfg.input_size)}
+        arrays = list(batch.numpy())  # channels last, already in [0, 1]
+        inputs = proc(images=arrays, do_rescale=False, return_tensors="pt", **kw)
+        out = self.model(pixel_values=inputs["pixel_values"].to(self.cfg.device, torch.float32))
+        pred = out.predicted_depth[:, None].float()  # back to the view: bicubic, as DPT's and
+        pred = F.interpolate(pred, size=size, mode="bicubic", align_corners=False)  # DA's own
+        return pred[:, 0].cpu()
 
     def view_depths(
         self,
@@ -206,6 +237,30 @@ class DepthModel:
             x = x.float() / 255
         raw = self.predict(x.float(), on_batch)
         return to_ray_depth(raw, self.kind, torch.from_numpy(view.planar_to_ray()), self.cfg)
+
+
+def _image_processor(folder: Path, cfg: DepthModelConfig):
+    """The folder's own image processor (AutoImageProcessor), or None if it has none."""
+    if not (folder / "preprocessor_config.json").is_file():
+        return None
+    from transformers import AutoImageProcessor
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()  # without torchvision it falls back to PIL, and says so
+    try:
+        return AutoImageProcessor.from_pretrained(str(folder), local_files_only=offline())
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise InputError(f"cannot load the image processor in {folder}: {e}; {FALLBACK}") from e
+    finally:
+        logging.set_verbosity(level)
+
+
+def _size_arg(processor, side: int) -> dict:
+    """``size`` for an image processor call: its own keys, set to ``side``."""
+    own = getattr(processor, "size", None)
+    keys = own.keys() if isinstance(own, dict) else ("height", "width")
+    return dict.fromkeys(keys, side)
 
 
 def _preprocessing(folder: Path, config, mtype: str, cfg: DepthModelConfig):

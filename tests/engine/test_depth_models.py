@@ -38,6 +38,12 @@ def _tiny_dpt(folder):
     torch.manual_seed(0)
     model = transformers.DPTForDepthEstimation(cfg)
     model.save_pretrained(folder)
+    transformers.DPTImageProcessor(
+        size={"height": 32, "width": 32},
+        keep_aspect_ratio=False,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    ).save_pretrained(folder)
     return model.eval()
 
 
@@ -66,6 +72,11 @@ def _tiny_depth_anything(folder, metric: bool = False):
     torch.manual_seed(1)
     model = transformers.AutoModelForDepthEstimation.from_config(cfg)
     model.save_pretrained(folder)
+    # Depth Anything's published processor: DPT's, keeping the aspect, multiples of 14
+    transformers.DPTImageProcessor(
+        size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(folder)  # fmt: skip
     return model.eval()
 
 
@@ -121,26 +132,38 @@ def test_conversion_far_shell_for_sky_and_invalid():
     torch.testing.assert_close(met[4:], 3.0 * fac[4:].float())
 
 
-def _manual_forward(model, images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
-    """Independent preprocessing + forward (what the loader should do), [B, h, w]."""
-    x = images.permute(0, 3, 1, 2)
-    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
-    m = torch.tensor(mean).view(1, 3, 1, 1)
-    s = torch.tensor(std).view(1, 3, 1, 1)
+def _reference(folder, images: torch.Tensor, post_process: bool = True) -> torch.Tensor:
+    """transformers' own pipeline: the saved image processor, the model, and the processor's
+    post-processing back to the images' size (ZoeDepth's needs torchvision: a bicubic
+    resize instead, ``post_process=False``). [B, h, w]"""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    proc = transformers.AutoImageProcessor.from_pretrained(str(folder), local_files_only=True)
+    model = transformers.AutoModelForDepthEstimation.from_pretrained(
+        str(folder), local_files_only=True
+    ).eval()
+    inputs = proc(images=list(images.numpy()), do_rescale=False, return_tensors="pt")
     with torch.no_grad():
-        pred = model(pixel_values=(x.clamp(0, 1) - m) / s).predicted_depth
+        out = model(**inputs)
     h, w = images.shape[1:3]
-    return torch.nn.functional.interpolate(pred[:, None], size=(h, w), mode="bilinear")[:, 0]
+    if not post_process:
+        pred = out.predicted_depth[:, None]
+        return torch.nn.functional.interpolate(
+            pred, size=(h, w), mode="bicubic", align_corners=False
+        )[:, 0]
+    post = proc.post_process_depth_estimation(out, target_sizes=[(h, w)] * len(images))
+    return torch.stack([p["predicted_depth"].reshape(h, w) for p in post])
 
 
-def test_dpt_loads_offline_and_matches_direct_forward(tmp_path):
-    model = _tiny_dpt(tmp_path / "dpt")
+def test_dpt_loads_offline_and_matches_transformers_own_pipeline(tmp_path):
+    _tiny_dpt(tmp_path / "dpt")
     loaded = DepthModel.load(str(tmp_path / "dpt"), DepthModelConfig(batch=2))
     assert loaded.kind == "relative" and loaded.size == 32
+    assert "image processor" in loaded.preprocessing
     images = torch.rand(5, 40, 40, 3, generator=torch.Generator().manual_seed(0))
     got = loaded.predict(images)  # 3 batches of <= 2
-    want = _manual_forward(model, images, 32, (0.5,) * 3, (0.5,) * 3)
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got, _reference(tmp_path / "dpt", images), rtol=1e-4, atol=1e-5)
     view = View(0.0, 0.0, 90.0, 40, 40)
     ray = loaded.view_depths((images.numpy() * 255).astype(np.uint8), view)
     assert ray.shape == (5, 40, 40) and torch.all(ray > 0) and torch.all(torch.isfinite(ray))
@@ -148,11 +171,11 @@ def test_dpt_loads_offline_and_matches_direct_forward(tmp_path):
 
 @pytest.mark.parametrize("metric", [False, True])
 def test_depth_anything_loads_offline(tmp_path, metric):
-    model = _tiny_depth_anything(tmp_path / "da", metric)
+    _tiny_depth_anything(tmp_path / "da", metric)
     loaded = DepthModel.load(str(tmp_path / "da"))
     assert loaded.kind == ("metric" if metric else "relative") and loaded.size == 28
     images = torch.rand(3, 30, 30, 3, generator=torch.Generator().manual_seed(2))
-    want = _manual_forward(model, images, 28, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    want = _reference(tmp_path / "da", images)
     torch.testing.assert_close(loaded.predict(images), want, rtol=1e-4, atol=1e-5)
 
 
@@ -283,11 +306,14 @@ def test_zoedepth_metric_loads_offline(tmp_path):
     torch.manual_seed(2)
     model = transformers.AutoModelForDepthEstimation.from_config(cfg)
     model.save_pretrained(tmp_path / "zoe")
-    model.eval()
+    transformers.ZoeDepthImageProcessor(
+        size={"height": 32, "width": 32}, keep_aspect_ratio=False, do_pad=False,
+        image_mean=[0.5] * 3, image_std=[0.5] * 3,
+    ).save_pretrained(tmp_path / "zoe")  # fmt: skip
     loaded = DepthModel.load(str(tmp_path / "zoe"))
     assert loaded.kind == "metric" and loaded.size == 32
     images = torch.rand(2, 24, 24, 3, generator=torch.Generator().manual_seed(3))
-    want = _manual_forward(model, images, 32, (0.5,) * 3, (0.5,) * 3)
+    want = _reference(tmp_path / "zoe", images, post_process=False)
     torch.testing.assert_close(loaded.predict(images), want, rtol=1e-4, atol=1e-5)
     # metric output: planar metres -> ray distance, no renormalisation
     view = View(0.0, 0.0, 90.0, 24, 24)
