@@ -9,10 +9,30 @@ from engine.devices import pick_device
 from engine.errors import InputError
 
 
-def test_auto_follows_cuda_and_cpu_is_always_there():
+def test_auto_picks_the_cpu_where_no_gpu_is_visible():
+    """In a process that sees no GPU (CUDA_VISIBLE_DEVICES empty), auto gives a device a
+    model can run on: the CPU."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\nfrom engine.devices import pick_device\n"
+        "d = pick_device('auto'); x = torch.ones(2, device=d) * 3\n"
+        "print(d.type, float(x.sum()))"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["cpu", "6.0"]
     assert pick_device("cpu") == torch.device("cpu")
-    want = "cuda" if torch.cuda.is_available() else "cpu"
-    assert pick_device("auto").type == want
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_picks_the_gpu_where_there_is_one():
+    d = pick_device("auto")
+    assert d.type == "cuda" and float((torch.ones(2, device=d) * 3).sum()) == 6.0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

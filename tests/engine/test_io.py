@@ -16,7 +16,6 @@ from PIL import Image
 from engine.errors import InputError
 from engine.io import (
     MAX_SIZE,
-    MIN_SIZE,
     Panorama,
     Region,
     load_depth,
@@ -297,8 +296,25 @@ def test_real_4k_jpeg_loads():
     assert 40 < pano.rgb.mean() < 220
 
 
-def test_limits_are_the_documented_ones():
-    assert MIN_SIZE == (128, 256) and MAX_SIZE == (8192, 16384)
+def test_the_largest_panorama_is_refused_from_its_header(tmp_path):
+    """16384x8192 passes the size check; one column more is refused before any decoding
+    (the PNG holds only a header: nothing is decoded either way)."""
+    import struct
+    import zlib
+
+    def header_only(path, w, h):
+        ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+        chunk = b"IHDR" + ihdr
+        data = struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + data)
+        return path
+
+    too_big = header_only(tmp_path / "big.png", MAX_SIZE[1] + 2, MAX_SIZE[0] + 1)
+    msg = expect_input_error(load_panorama, too_big, mentions="big.png")
+    assert "larger than the maximum 16384x8192" in msg
+    at_limit = header_only(tmp_path / "limit.png", MAX_SIZE[1], MAX_SIZE[0])
+    msg = expect_input_error(load_panorama, at_limit, mentions="limit.png")  # no pixel data
+    assert "maximum" not in msg and "aspect" not in msg
 
 
 def test_size_and_aspect_boundaries_inclusive(tmp_path):

@@ -197,9 +197,10 @@ def test_fuse_is_weighted_average():
     assert float(weight[32, 0]) == 0 and float(fused[0, 0, 32, 0]) == 0
 
 
-def test_fused_noise_stays_unit_variance_per_view():
-    """Unit white noise sampled into a view at matched resolution keeps most variance;
-    this documents why the diffusion path must not bilinearly resample noise."""
+def test_bilinear_resampling_shrinks_white_noise_variance():
+    """Unit white noise bilinearly sampled into a view at matched resolution keeps only part
+    of its variance: why the diffusion path never resamples noise (it draws it per view with
+    ``SphereViews.white_noise``, whose unit variance test_denoiser checks)."""
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(1, 1, 256, 512, generator=g)
     view = View(20, 10, 90, matched_view_size(512, 90), matched_view_size(512, 90))
