@@ -1,0 +1,372 @@
+"""Mutation testing of the core formulas: break one line, the suite must go red.
+
+Each mutation below replaces one exact piece of code (it must occur exactly once in its
+file, or the script stops: a stale entry is a bug of the list) in a temporary copy of the
+project, runs the tests that guard it (pytest, stop at the first failure) and records
+whether they failed (the mutation is *killed*) or passed (it *survived*: a missing test).
+
+    python scripts/mutate.py                 # every mutation (about 15 minutes on 2 cores)
+    python scripts/mutate.py --only eps2d    # those whose name contains "eps2d"
+    python scripts/mutate.py --list          # names and what each breaks
+
+Exit status: 0 when every mutation is killed, 1 when any survives, 2 for a stale entry.
+The list is the project's own: add a line for every formula a test must guard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str  # file, relative to the project
+    find: str  # exact text (once in the file)
+    replace: str
+    why: str  # what it breaks
+    tests: tuple[str, ...]  # the tests that must fail
+
+
+D, A, L = "tests/engine/test_denoiser.py", "tests/engine/test_align.py", "tests/engine/test_lift.py"
+R, S, F = "tests/engine/test_raster.py", "tests/engine/test_sphere.py", "tests/engine/test_flow.py"
+LOSS, REG = "tests/engine/test_losses.py", "tests/engine/test_regularizers.py"
+SOLVE, CELLS = "tests/engine/test_solve.py", "tests/engine/test_cells.py"
+SCENE, SVD, LOD = (
+    "tests/engine/test_scene.py",
+    "tests/engine/test_svd.py",
+    "tests/viewer/test_lod.py",
+)
+
+MUTATIONS = [
+    # --- the Panoramic Denoiser -------------------------------------------------------------
+    Mutation(
+        "euler-step",
+        "engine/animate/denoiser.py",
+        "            m = r * m + (1 - r) * fused\n",
+        "            m = fused\n",
+        "the sampler's update keeps no share of the current state",
+        (D, SVD),
+    ),
+    Mutation(
+        "noise-first-step-only",
+        "engine/animate/denoiser.py",
+        "            z = sv.project(m) + sigma * noise\n",
+        "            z = sv.project(m) + (sigma * noise if i == start else 0.0)\n",
+        "noise enters the views only at the first step",
+        (D, SVD),
+    ),
+    Mutation(
+        "fusion-unfeathered",
+        "engine/animate/fusion.py",
+        "                wgt = feather_weight(x, y, self.w, self.h, self.feather) * front\n",
+        "                wgt = front.to(x.dtype) * ((x >= 0) & (x < self.w) & (y >= 0) & (y < self.h))\n",
+        "eq. 3 fuses with flat weights instead of feathered ones",
+        (D,),
+    ),
+    Mutation(
+        "fusion-unnormalised",
+        "engine/animate/fusion.py",
+        "        self.plan_weight *= norm[self.plan_idx]\n",
+        "        self.plan_weight *= 1.0\n",
+        "eq. 3 sums the views instead of averaging them",
+        (D,),
+    ),
+    Mutation(
+        "noise-variance",
+        "engine/animate/fusion.py",
+        "        views = acc / cnt.clamp_min(1).sqrt()\n",
+        "        views = acc / cnt.clamp_min(1)\n",
+        "view noise is averaged (variance shrinks) instead of summed / sqrt(n)",
+        (D,),
+    ),
+    Mutation(
+        "resize-seam-clamped",
+        "engine/animate/fusion.py",
+        "    xp = torch.cat([x4[..., -pad:], x4, x4[..., :pad]], dim=-1)\n",
+        "    xp = torch.cat([x4[..., :1].expand(-1, -1, -1, pad), x4, x4[..., -1:].expand(-1, -1, -1, pad)], dim=-1)\n",
+        "the seam-wrapping resize clamps at the image border",
+        (D, SVD),
+    ),
+    Mutation(
+        "mask-not-preserved",
+        "engine/animate/denoiser.py",
+        "        m = src[None] + mask * (m - src[None])\n",
+        "        m = m + 0.0 * mask\n",
+        "unmasked latents are no longer replaced by the source",
+        (D, SVD),
+    ),
+    Mutation(
+        "composite-unfeathered",
+        "engine/animate/svd.py",
+        "        blended = base + wt * (frame - base)\n",
+        "        blended = frame\n",
+        "the decoded video replaces the input without the feathered weight",
+        (SVD,),
+    ),
+    # --- the flow animator --------------------------------------------------------------------
+    Mutation(
+        "loop-crossfade",
+        "engine/animate/flow.py",
+        "                wgt = (1 - alpha) if sign < 0 else alpha\n",
+        "                wgt = 0.5\n",
+        "the loop's cross-fade weights are flat",
+        (F,),
+    ),
+    # --- depth alignment (eq. 4) -----------------------------------------------------------
+    Mutation(
+        "eq4-data",
+        "engine/depth/align.py",
+        "        loss = cfg.lambda_depth * (ctx.wgt * _charbonnier(resid, cfg.charbonnier_eps)).sum()\n",
+        "        loss = 0.0 * (ctx.wgt * _charbonnier(resid, cfg.charbonnier_eps)).sum()\n",
+        "eq. 4 without its data term",
+        (A,),
+    ),
+    Mutation(
+        "eq4-shift-tv",
+        "engine/depth/align.py",
+        "        l_shift = _tv(st.beta)\n",
+        "        l_shift = 0.0 * _tv(st.beta)\n",
+        "eq. 4 without the TV of the shift",
+        (A,),
+    ),
+    Mutation(
+        "eq4-regularisers",
+        "engine/depth/align.py",
+        "        return loss + cfg.lambda_scale * l_scale + cfg.lambda_shift * l_shift\n",
+        "        return loss\n",
+        "eq. 4 without its scale and shift terms",
+        (A,),
+    ),
+    Mutation(
+        "eq4-lambda-scale",
+        "engine/depth/align.py",
+        "    lambda_scale: float = 0.1\n",
+        "    lambda_scale: float = 1.0\n",
+        "eq. 4's lambda_scale is not the paper's",
+        (A,),
+    ),
+    # --- lifting losses (eq. 5-6) ------------------------------------------------------------
+    Mutation(
+        "rgb-loss-weights",
+        "engine/lift/losses.py",
+        "    return (1.0 - lambda_ssim) * l1(pred, target) + lambda_ssim * (1.0 - ssim(pred, target))\n",
+        "    return l1(pred, target)\n",
+        "L_rgb without its D-SSIM part",
+        (LOSS,),
+    ),
+    Mutation(
+        "ssim-c2",
+        "engine/lift/losses.py",
+        "SSIM_C2 = 0.03**2\n",
+        "SSIM_C2 = 0.01**2\n",
+        "SSIM's second constant",
+        (LOSS,),
+    ),
+    Mutation(
+        "temporal-refine",
+        "engine/lift/refine.py",
+        "        loss = loss + cfg.lambda_temporal * l1(render.rgb, step.previous)\n",
+        "        loss = loss + 0.0 * l1(render.rgb, step.previous)\n",
+        "the refinement's L_temporal (eq. 6) is off",
+        (L,),
+    ),
+    Mutation(
+        "temporal-solve",
+        "engine/lift/optimize.py",
+        "            blended = (y[sub.rows] + lam * previous) / (1 + lam)\n",
+        "            blended = y[sub.rows]\n",
+        "the colour solve's L_temporal is off",
+        (L,),
+    ),
+    Mutation(
+        "geo-off",
+        "engine/lift/regularizers.py",
+        "            total = total + self.cfg.lambda_geo * self.geo(render, t, view, roi)\n",
+        "            total = total + 0.0 * self.geo(render, t, view, roi)\n",
+        "L_geo is off",
+        (REG,),
+    ),
+    Mutation(
+        "pearson",
+        "engine/lift/regularizers.py",
+        "    return 1.0 - (xc * yc).sum() / denom\n",
+        "    return 1.0 - (xc * yc).sum() / denom.clamp_min(1.0)\n",
+        "Pearson's normalisation",
+        (REG,),
+    ),
+    # --- the rasteriser ------------------------------------------------------------------------
+    Mutation(
+        "eps2d",
+        "engine/lift/raster.py",
+        "EPS2D = 0.3  #",
+        "EPS2D = 0.0  #",
+        "no low-pass filter on cov2d",
+        (R,),
+    ),
+    Mutation(
+        "alpha-clamp",
+        "engine/lift/raster.py",
+        "ALPHA_MAX = 0.999  #",
+        "ALPHA_MAX = 1.0  #",
+        "the alpha clamp",
+        (R,),
+    ),
+    Mutation(
+        "transmittance-stop",
+        "engine/lift/raster.py",
+        "T_MIN = 1e-4  #",
+        "T_MIN = 0.0  #",
+        "the transmittance stop",
+        (R,),
+    ),
+    # --- sphere conventions ----------------------------------------------------------------------
+    Mutation(
+        "pixel-centre",
+        "engine/sphere.py",
+        "    lat = (0.5 - (r + 0.5) / height) * math.pi\n",
+        "    lat = (0.5 - r / height) * math.pi\n",
+        "equirect pixel centres at the corner instead of +0.5",
+        (S,),
+    ),
+    # --- the lift ------------------------------------------------------------------------------
+    Mutation(
+        "order-offsets",
+        "engine/lift/init.py",
+        "    d = d * (1.0 + order_offsets(cells, cfg.order_step))\n",
+        "    d = d\n",
+        "no view-independent compositing order",
+        (L,),
+    ),
+    Mutation(
+        "solid-angle",
+        "engine/lift/solve.py",
+        "    return (1.0 / (f * f * (1 + x[None, :] ** 2 + y[:, None] ** 2) ** 1.5)).reshape(-1).float()\n",
+        "    return (1.0 / (f * f + 0.0 * x[None, :] + 0.0 * y[:, None])).reshape(-1).float()\n",
+        "pixel weights without the solid angle",
+        (SOLVE,),
+    ),
+    Mutation(
+        "cg-step",
+        "engine/lift/solve.py",
+        "        p = z + (rz_next / rz.clamp_min(1e-30)) * p\n",
+        "        p = z\n",
+        "conjugate gradients become steepest descent",
+        (SOLVE,),
+    ),
+    Mutation(
+        "follow-depth-scales",
+        "engine/lift/optimize.py",
+        "        g, means=g.means * r[:, None], log_scales=g.log_scales + torch.log(r)[:, None]\n",
+        "        g, means=g.means * r[:, None], log_scales=g.log_scales\n",
+        "dynamic Gaussians move with the depth but keep their size",
+        (L,),
+    ),
+    Mutation(
+        "cells-forced-split",
+        "engine/lift/cells.py",
+        "        s = np.where(forced, np.inf, s)\n",
+        "        s = s\n",
+        "cells straddle depth edges and region borders",
+        (CELLS,),
+    ),
+    Mutation(
+        "delta-against-stored-base",
+        "engine/scene.py",
+        "        d = getattr(g, name).detach().cpu().float() - base[name].float()\n",
+        "        d = (getattr(g, name).detach().cpu().float() - base[name].float()).half().float()\n",
+        "per-frame deltas rounded twice",
+        (SCENE,),
+    ),
+    Mutation(
+        "cull-margin",
+        "viewer/sort.py",
+        "    keep &= np.abs(cam[:, 0]) - z * tx <= r * np.float32(math.sqrt(1 + tx * tx))\n",
+        "    keep &= np.abs(cam[:, 0]) - z * tx <= 0\n",
+        "culling ignores the splats' radii",
+        (LOD,),
+    ),
+]
+
+
+def copy_project(dst: Path) -> None:
+    """The tracked and untracked-not-ignored files of the project, into ``dst``."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    for rel in files:
+        src = ROOT / rel
+        if src.is_file():
+            target = dst / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+
+
+def apply(m: Mutation, root: Path) -> None:
+    path = root / m.path
+    text = path.read_text()
+    if text.count(m.find) != 1:
+        raise LookupError(
+            f"{m.name}: the text to mutate occurs {text.count(m.find)} times in {m.path}"
+        )
+    path.write_text(text.replace(m.find, m.replace))
+
+
+def run(m: Mutation, timeout: float) -> tuple[str, float]:
+    with tempfile.TemporaryDirectory(prefix=f"mutant-{m.name}-") as d:
+        root = Path(d)
+        copy_project(root)
+        apply(m, root)
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *m.tests]
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return "killed (timeout)", time.monotonic() - t0
+        status = "survived" if proc.returncode == 0 else "killed"
+        if proc.returncode not in (0, 1):  # 2-5: collection errors, no tests: not a verdict
+            status = f"error (pytest {proc.returncode})"
+        return status, time.monotonic() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", default=[], help="run mutations whose name has this")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--timeout", type=float, default=900.0)
+    args = ap.parse_args(argv)
+    chosen = [m for m in MUTATIONS if not args.only or any(s in m.name for s in args.only)]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:28} {m.path:32} {m.why}")
+        return 0
+    for m in chosen:  # stale entries fail before anything runs
+        if (ROOT / m.path).read_text().count(m.find) != 1:
+            print(f"stale mutation {m.name}: its text is not exactly once in {m.path}")
+            return 2
+    survivors = []
+    for m in chosen:
+        status, secs = run(m, args.timeout)
+        print(f"{m.name:28} {status:18} {secs:6.1f} s  {m.why}", flush=True)
+        if status != "killed" and not status.startswith("killed"):
+            survivors.append(m.name)
+    print(
+        f"\n{len(chosen) - len(survivors)}/{len(chosen)} killed; survivors: {survivors or 'none'}"
+    )
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
