@@ -47,24 +47,65 @@ SCENE, SVD, LOD = (
     "tests/engine/test_svd.py",
     "tests/viewer/test_lod.py",
 )
+SCHED = "tests/engine/test_schedulers.py"
 
 MUTATIONS = [
     # --- the Panoramic Denoiser -------------------------------------------------------------
     Mutation(
-        "euler-step",
-        "engine/animate/denoiser.py",
-        "            m = r * m + (1 - r) * fused\n",
-        "            m = fused\n",
+        "sampler-step",
+        "engine/animate/schedulers/base.py",
+        "        return nxt.float() / a1, c * self.transfer(i)\n",
+        "        return x0.float(), c * self.transfer(i)\n",
         "the sampler's update keeps no share of the current state",
         (D, SVD),
     ),
     Mutation(
+        "noise-transfer",
+        "engine/animate/schedulers/base.py",
+        "        return float(self.noise[i + 1] / self.noise[i])\n",
+        "        return 1.0\n",
+        "the noise part keeps its first level instead of following the schedule",
+        (D, SCHED),
+    ),
+    Mutation(
         "noise-first-step-only",
         "engine/animate/denoiser.py",
-        "            z = sv.project(m) + sigma * noise\n",
-        "            z = sv.project(m) + (sigma * noise if i == start else 0.0)\n",
+        "            z = float(sampler.signal[i]) * sv.project(m) + c * noise\n",
+        "            z = float(sampler.signal[i]) * sv.project(m) + (c * noise if i == start else 0.0)\n",
         "noise enters the views only at the first step",
+        (D,),
+    ),
+    Mutation(
+        "equirect-noise-first-step-only",
+        "engine/animate/denoiser.py",
+        "            x0 = self._denoise_views(float(sampler.signal[i]) * m[None] + k * noise, sampler, i)\n",
+        "            x0 = self._denoise_views(float(sampler.signal[i]) * m[None] + (k * noise if i == p.start else 0.0), sampler, i)\n",
+        "ordinary (equirect) sampling adds the noise only at the first step",
         (D, SVD),
+    ),
+    Mutation(
+        "euler-v-output",
+        "engine/animate/schedulers/euler.py",
+        "            return (sample / (s * s + 1) - x0) * ((s * s + 1) ** 0.5 / s)\n",
+        "            return (sample - x0) / s\n",
+        "x0 written as epsilon for a v-prediction scheduler",
+        (SCHED, SVD),
+    ),
+    Mutation(
+        "flow-signal-scale",
+        "engine/animate/schedulers/flow.py",
+        "        return self.sigmas, 1 - self.sigmas\n",
+        "        return self.sigmas, self.sigmas * 0 + 1\n",
+        "flow matching's signal is not scaled by 1 - t",
+        (D, SCHED),
+    ),
+    Mutation(
+        "dpm-alpha",
+        "engine/animate/schedulers/dpm.py",
+        "        alpha = 1 / (self.sigmas**2 + 1).sqrt()  # the scheduler's sigmas are sigma_t / alpha_t\n",
+        "        alpha = 1 / (self.sigmas**2 + 1)\n",
+        "the variance-preserving signal scale",
+        (SCHED,),
     ),
     Mutation(
         "fusion-unfeathered",

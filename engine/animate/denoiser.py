@@ -10,16 +10,19 @@ pixels). At **every** step of the scheduler, in every pass:
 3. fuse the views back by the closed form of eq. 3 (feathered per-view weights, seams wrap:
    :class:`engine.animate.fusion.SphereViews`).
 
-Sampling is the Euler (EDM) sampler of Stable Video Diffusion, written in terms of the
-denoised estimate x0: ``z_{i+1} = r z_i + (1 - r) x0_i`` with ``r = sigma_{i+1} / sigma_i``.
-Because the step is affine, the state splits exactly into a signal part and a noise part,
-``z_i = m_i + sigma_i eps``, where eps is the initial noise. We keep m on the sphere and give
-every view the same eps through :meth:`SphereViews.white_noise`, which is unit-variance white
-Gaussian in every view (test_denoiser checks it) - bilinear resampling of noise would shrink
-its variance at every step and blur the result. Eq. 3 applied to the stepped views is then
-``m_{i+1} = r m_i + (1 - r) fuse(x0_k)``: the ``r m_i`` part is already on the sphere, so only
-the per-view denoised estimates are fused, and the state is not resampled (and blurred)
-25 times.
+Sampling is the model's own diffusers scheduler (:mod:`engine.animate.schedulers`: Euler,
+flow matching, DPM-Solver++), stepped through its ``set_timesteps`` / ``step``. Its update is
+affine in the sample and the denoised estimate x0, so the state splits exactly into a
+signal part and a noise part, ``z_i = a_i m_i + c_i eps``, where eps is the initial noise.
+We keep m on the sphere and give every view the same eps through
+:meth:`SphereViews.white_noise`, which is unit-variance white Gaussian in every view
+(test_denoiser checks it) - bilinear resampling of noise would shrink its variance at every
+step and blur the result. Eq. 3 applied to the stepped views is then the scheduler's step of
+the signal with the fused estimate ``fuse(x0_k)``; the noise part only changes its scalar
+coefficient. For the Euler sampler of SVD this is ``m_{i+1} = r m_i + (1 - r) fuse(x0_k)``
+with ``r = sigma_{i+1} / sigma_i``: the ``r m_i`` part is already on the sphere, so only the
+per-view denoised estimates are fused, and the state is not resampled (and blurred) 25
+times.
 
 Masks: outside the painted regions the signal is replaced by the source latent every step
 (so z there is exactly the re-noised source), frame 0 is pinned to the source, and the
@@ -62,6 +65,7 @@ from ..sphere import (
     view_sample_coords,
 )
 from .fusion import SphereViews, resize_wrapped, ring_views
+from .schedulers import Sampler, sampler_for
 
 MODES = ("sphere", "independent", "equirect")
 
@@ -75,8 +79,7 @@ class ViewModel(Protocol):
     device: torch.device
     dtype: torch.dtype
 
-    def schedule(self, steps: int) -> tuple[Tensor, Tensor]:
-        """(sigmas [steps + 1] decreasing to 0, model timesteps [steps])."""
+    scheduler: object  # the model's diffusers scheduler (a family of engine.animate.schedulers)
 
     def encode(self, images: Tensor) -> Tensor:
         """images [B, 3, H, W] in [-1, 1] (equirect, seam-wrapped) -> latents [B, C, h, w]."""
@@ -89,7 +92,8 @@ class ViewModel(Protocol):
         masks [V, 1, h, w] in [0, 1] (latent resolution)."""
 
     def denoise(self, z: Tensor, sigma: float, timestep: Tensor, views: slice) -> Tensor:
-        """z [n, T, C, h, w] noisy latents of views ``views`` -> denoised estimate x0."""
+        """z [n, T, C, h, w] noisy latents of views ``views`` -> denoised estimate x0;
+        ``sigma`` and ``timestep`` are the scheduler's ``sigmas[i]`` and ``timesteps[i]``."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,7 @@ class PanoramicDenoiser:
         s = model.latent_scale
         if h % s or w % s:
             raise ValueError(f"panorama size {w}x{h} is not a multiple of {s}")
-        sigmas, timesteps = model.schedule(cfg.steps)
+        sampler = sampler_for(model.scheduler, cfg.steps)
         passes = self.plan(h, w) if cfg.mode == "sphere" else [self.plan(h, w)[0]]
         total = sum(cfg.steps - p.start for p in passes)
         done = 0
@@ -217,51 +221,48 @@ class PanoramicDenoiser:
             mask = latent_mask(pw, s).to(model.device)
             sub = progress.sub(done / total, (done + cfg.steps - p.start) / total)
             label = f"pass {k + 1}/{len(passes)}"
-            m = self._pass(p, pimg, src, mask, frames, m, sigmas, timesteps, gen, sub, label)
+            m = self._pass(p, pimg, src, mask, frames, m, sampler, gen, sub, label)
             done += cfg.steps - p.start
         return m
 
-    def _pass(self, p, pimg, src, mask, frames, m, sigmas, timesteps, gen, progress, label):
+    def _pass(self, p, pimg, src, mask, frames, m, sampler, gen, progress, label):
         cfg, model = self.cfg, self.model
         c, lh, lw = src.shape
         s = model.latent_scale
         if cfg.mode == "equirect":
-            return self._pass_equirect(
-                p, pimg, src, mask, frames, m, sigmas, timesteps, gen, progress
-            )
+            return self._pass_equirect(p, pimg, src, mask, frames, m, sampler, gen, progress)
         lviews = [_latent_view(v, s) for v in p.views]
         sv = SphereViews(lviews, lh, lw, feather=cfg.feather, device=model.device)
         self.stats.views.append(len(lviews))
         crops = sv_crops(pimg.to(model.device), p.views)
         model.condition(crops, sv.project(mask[None, None])[:, 0], frames)
-        _, noise, unfilled = sv.white_noise(frames * c, gen, cfg.noise_oversample)
+        _, noise, unfilled = sv.white_noise(frames * c, gen, cfg.noise_oversample)  # [V, ...]
         self.stats.noise_unfilled = max(self.stats.noise_unfilled, unfilled)
         noise = noise.reshape(len(lviews), frames, c, sv.h, sv.w)
         if m is None:
             m = torch.zeros(frames, c, lh, lw, device=model.device)
-        args = (sv, m, src, mask, noise, sigmas, timesteps, p.start, progress)
+        args = (sv, m, src, mask, noise, sampler, p.start, progress)
         if cfg.mode == "independent":
             return self._pass_independent(*args)
         return self._pass_sphere(*args, label)
 
-    def _pass_sphere(self, sv, m, src, mask, noise, sigmas, timesteps, start, progress, label):
+    def _pass_sphere(self, sv, m, src, mask, noise, sampler, start, progress, label):
         """The Panoramic Denoiser's steps: project, one step per view, fuse (eq. 3)."""
         model = self.model
-        n = len(sigmas) - 1
+        n = sampler.steps
+        c = sampler.begin(start)
         for i in range(start, n):
             progress.cancel.check()
             m = self._constrain(m, src, mask)
-            sigma, nxt = float(sigmas[i]), float(sigmas[i + 1])
             t0 = time.perf_counter()
-            z = sv.project(m) + sigma * noise
+            z = float(sampler.signal[i]) * sv.project(m) + c * noise
             _sync(model.device)
             t1 = time.perf_counter()
-            x0 = self._denoise_views(z, sigma, timesteps[i])
+            x0 = self._denoise_views(z, sampler, i)
             _sync(model.device)
             t2 = time.perf_counter()
             fused = sv.fuse(x0, fill=m)
-            r = nxt / sigma
-            m = r * m + (1 - r) * fused
+            m, c = sampler.advance(m, fused, c, i)
             _sync(model.device)
             t3 = time.perf_counter()
             if i == n - 1:
@@ -272,8 +273,9 @@ class PanoramicDenoiser:
             progress.update((i + 1 - start) / (n - start), f"{label}, step {i + 1}/{n}")
         return self._constrain(m, src, mask)
 
-    def _denoise_views(self, z: Tensor, sigma: float, timestep: Tensor) -> Tensor:
-        """z [V, T, C, h, w] -> x0 [V, T, C, h, w], ``view_batch`` views per model call."""
+    def _denoise_views(self, z: Tensor, sampler: Sampler, i: int) -> Tensor:
+        """z [V, T, C, h, w] at step i -> x0 [V, T, C, h, w], ``view_batch`` views per call."""
+        sigma, timestep = float(sampler.sigmas[i]), sampler.timesteps[i]
         out = []
         b = max(1, self.cfg.view_batch)
         for s in range(0, len(z), b):
@@ -299,22 +301,22 @@ class PanoramicDenoiser:
 
     # -- ablations (4K4DGen Table 2) --------------------------------------------------------
 
-    def _pass_independent(self, sv, m, src, mask, noise, sigmas, timesteps, start, progress):
+    def _pass_independent(self, sv, m, src, mask, noise, sampler, start, progress):
         """Each view runs its own full denoising with no fusion; stitched once at the end."""
         zv = sv.project(self._constrain(m, src, mask))  # [V, T, C, h, w] signal per view
         srcv = sv.project(src[None])[:, 0]  # [V, C, h, w]
         maskv = sv.project(mask[None, None])[:, 0]  # [V, 1, h, w]
-        n = len(sigmas) - 1
+        n = sampler.steps
+        c = sampler.begin(start)
         for i in range(start, n):
+            progress.cancel.check()
             mv = srcv[:, None] + maskv[:, None] * (zv - srcv[:, None])
             if self.cfg.pin_first_frame:
                 mv[:, 0] = srcv
-            sigma, nxt = float(sigmas[i]), float(sigmas[i + 1])
             t1 = time.perf_counter()
-            x0 = self._denoise_views(mv + sigma * noise, sigma, timesteps[i])
+            x0 = self._denoise_views(float(sampler.signal[i]) * mv + c * noise, sampler, i)
             self.stats.model_s += time.perf_counter() - t1
-            r = nxt / sigma
-            zv = r * mv + (1 - r) * x0
+            zv, c = sampler.advance(mv, x0, c, i)
             self.stats.steps += 1
             progress.update((i + 1 - start) / (n - start), f"independent views, step {i + 1}/{n}")
         t0 = time.perf_counter()
@@ -323,23 +325,24 @@ class PanoramicDenoiser:
         self.stats.consistency = view_disagreement(sv, zv, fused, mask)
         return self._constrain(fused, src, mask)
 
-    def _pass_equirect(self, p, pimg, src, mask, frames, m, sigmas, timesteps, gen, progress):
-        """The whole equirect latent denoised as one (squashed) image."""
+    def _pass_equirect(self, p, pimg, src, mask, frames, m, sampler, gen, progress):
+        """The whole equirect latent denoised as one (squashed) image: ordinary sampling,
+        the same as the model's own diffusers pipeline when nothing is masked."""
         model = self.model
         c, lh, lw = src.shape
         model.condition(pimg[None].to(model.device), mask[None, None], frames)
         noise = torch.randn(1, frames, c, lh, lw, generator=gen, device=model.device)
         if m is None:
             m = torch.zeros(frames, c, lh, lw, device=model.device)
-        n = len(sigmas) - 1
+        n = sampler.steps
+        k = sampler.begin(p.start)
         for i in range(p.start, n):
+            progress.cancel.check()
             m = self._constrain(m, src, mask)
-            sigma, nxt = float(sigmas[i]), float(sigmas[i + 1])
             t1 = time.perf_counter()
-            x0 = self._denoise_views(m[None] + sigma * noise, sigma, timesteps[i])[0]
+            x0 = self._denoise_views(float(sampler.signal[i]) * m[None] + k * noise, sampler, i)
             self.stats.model_s += time.perf_counter() - t1
-            r = nxt / sigma
-            m = r * m + (1 - r) * x0
+            m, k = sampler.advance(m, x0[0], k, i)
             self.stats.steps += 1
             progress.update((i + 1 - p.start) / (n - p.start), f"equirect, step {i + 1}/{n}")
         self.stats.views.append(1)

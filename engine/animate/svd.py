@@ -184,12 +184,7 @@ class SVDModel:
     def load(cls, model: str, cfg: SVDConfig, device: torch.device) -> SVDModel:
         return cls(load_components(require(model), device), cfg, device)
 
-    # -- schedule and one step -------------------------------------------------------------
-
-    def schedule(self, steps: int) -> tuple[Tensor, Tensor]:
-        self.scheduler.set_timesteps(steps, device="cpu")
-        sig = self.scheduler.sigmas.to(torch.float64)
-        return sig, self.scheduler.timesteps
+    # -- conditioning and one step ------------------------------------------------------
 
     def condition(self, crops: Tensor, masks: Tensor, frames: int) -> None:
         """crops [V, 3, ph, pw] in [-1, 1]; masks [V, 1, h, w] latent-resolution mask."""
