@@ -47,7 +47,7 @@ SCENE, SVD, LOD = (
     "tests/engine/test_svd.py",
     "tests/viewer/test_lod.py",
 )
-SCHED = "tests/engine/test_schedulers.py"
+SCHED, DISP = "tests/engine/test_schedulers.py", "tests/engine/test_disparity.py"
 
 MUTATIONS = [
     # --- the Panoramic Denoiser -------------------------------------------------------------
@@ -140,6 +140,14 @@ MUTATIONS = [
         (D, SVD),
     ),
     Mutation(
+        "depth-resize-seam",
+        "engine/io.py",
+        "        values, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP\n",
+        "        values, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE\n",
+        "enlarging a depth map or mask clamps at the seam instead of wrapping",
+        ("tests/engine/test_io.py",),
+    ),
+    Mutation(
         "mask-not-preserved",
         "engine/animate/denoiser.py",
         "        m = src[None] + mask * (m - src[None])\n",
@@ -166,6 +174,22 @@ MUTATIONS = [
     ),
     # --- depth alignment (eq. 4) -----------------------------------------------------------
     Mutation(
+        "disparity-shift-ignored",
+        "engine/depth/disparity.py",
+        "            rows = torch.stack([xs[i], us[i], -xj, -uj], -1).reshape(-1, 4)  # r = rows @ th\n",
+        "            rows = torch.stack([xs[i], 0 * us[i], -xj, 0 * uj], -1).reshape(-1, 4)\n",
+        "relative disparities are aligned by a scale only",
+        (DISP,),
+    ),
+    Mutation(
+        "disparity-planar",
+        "engine/depth/disparity.py",
+        "    return d / fac, 1.0 / fac, wt\n",
+        "    return d, 1.0 + 0 * fac, wt\n",
+        "disparity compared as inverse planar depth instead of inverse ray distance",
+        (DISP,),
+    ),
+    Mutation(
         "eq4-data",
         "engine/depth/align.py",
         "        loss = cfg.lambda_depth * (ctx.wgt * _charbonnier(resid, cfg.charbonnier_eps)).sum()\n",
@@ -187,6 +211,22 @@ MUTATIONS = [
         "        return loss + cfg.lambda_scale * l_scale + cfg.lambda_shift * l_shift\n",
         "        return loss\n",
         "eq. 4 without its scale and shift terms",
+        (A,),
+    ),
+    Mutation(
+        "eq4-temporal-scale",
+        "engine/depth/align.py",
+        "            l_scale = l_scale + (scale - ctx.prev.scale()).abs().mean()\n",
+        "            l_scale = l_scale + 0.0\n",
+        "eq. 4 without the temporal term of the scales",
+        (A,),
+    ),
+    Mutation(
+        "eq4-temporal-shift",
+        "engine/depth/align.py",
+        "            l_shift = l_shift + (st.beta - ctx.prev.beta).abs().mean()\n",
+        "            l_shift = l_shift + 0.0\n",
+        "eq. 4 without the temporal term of the shifts",
         (A,),
     ),
     Mutation(
@@ -225,8 +265,8 @@ MUTATIONS = [
     Mutation(
         "temporal-solve",
         "engine/lift/optimize.py",
-        "            blended = (y[sub.rows] + lam * previous) / (1 + lam)\n",
-        "            blended = y[sub.rows]\n",
+        "    return (target + lam * previous) / (1 + lam)\n",
+        "    return target\n",
         "the colour solve's L_temporal is off",
         (L,),
     ),
@@ -324,9 +364,9 @@ MUTATIONS = [
     Mutation(
         "delta-against-stored-base",
         "engine/scene.py",
-        "        d = getattr(g, name).detach().cpu().float() - base[name].float()\n",
-        "        d = (getattr(g, name).detach().cpu().float() - base[name].float()).half().float()\n",
-        "per-frame deltas rounded twice",
+        "        base = _stored(scene.dynamic[0], dtypes, FIELDS)\n",
+        "        base = {n: t.detach().cpu().float() for n, t in scene.dynamic[0].tensors().items()}\n",
+        "per-frame deltas against the unrounded base (the base's rounding adds to theirs)",
         (SCENE,),
     ),
     Mutation(

@@ -2,7 +2,9 @@
 
 For every frame of the panoramic video, the frame is cut into the view set's perspective
 views (engine.sphere), a transformers depth model estimates each view's depth in batches
-(:mod:`engine.depth.models`: distance along the ray, far shell for the sky), and
+(:mod:`engine.depth.models`: distance along the ray, far shell for the sky; a relative
+model's disparities are first made to agree across the views by a per-view scale and
+shift, :mod:`engine.depth.disparity`), and
 :func:`engine.depth.align.align_depths` fuses the views of all frames into one panoramic
 depth per frame (static pixels keep frame 0's depth).
 
@@ -26,6 +28,7 @@ from ..errors import InputError
 from ..progress import Progress
 from ..sphere import ViewSetConfig, make_views, perspective_view
 from .align import AlignConfig, align_depths
+from .disparity import DisparityAlignConfig, align_disparities
 from .models import DepthModel, DepthModelConfig
 from .prior import DepthConfig, PanoDepth, fill_user_depth, layout_prior
 
@@ -91,6 +94,7 @@ class ModelDepthStage:
         progress.update(0.0, f"loading depth model {cfg.model}")
         model = DepthModel.load(cfg.model, mcfg)
         views = make_views(ViewSetConfig(fov_deg=cfg.view_fov_deg, size=cfg.view_size))
+        dcfg = DisparityAlignConfig(far=cfg.far_ratio)
         n = frames.shape[0]
         per_view = torch.empty(n, len(views), cfg.view_size, cfg.view_size)
         est = progress.sub(0.0, 0.4)
@@ -98,9 +102,12 @@ class ModelDepthStage:
             frame = torch.from_numpy(np.array(frames[t])).permute(2, 0, 1)[None]
             imgs = torch.stack([perspective_view(frame.float() / 255, v)[0] for v in views])
             msg = f"{model.kind} depth, frame {t + 1}/{n}"
-            per_view[t] = model.view_depths(
-                imgs.permute(0, 2, 3, 1), views[0], lambda f, t=t, m=msg: est.update((t + f) / n, m)
-            )
+            report = lambda f, t=t, m=msg: est.update((t + f) / n, m)  # noqa: E731
+            if model.kind == "relative":  # disparity up to scale and shift: align the views
+                raw = model.predict(imgs.permute(0, 2, 3, 1), report)
+                per_view[t] = align_disparities(raw, views, dcfg)
+            else:
+                per_view[t] = model.view_depths(imgs.permute(0, 2, 3, 1), views[0], report)
         kind = model.kind
         del model  # free the network (and its GPU memory) before the alignment
         if dev == "cuda":
@@ -113,7 +120,12 @@ class ModelDepthStage:
         depth, how = self._units(depth, kind, user_depth)
         depth = depth.clamp(self.depth.near, self.depth.far).numpy().astype(np.float32)
         progress.update(1.0, "depth aligned")
-        return PanoDepth(depth, f"{kind} depth model {cfg.model}, eq. 4 aligned, {how}")
+        how = (
+            f"views affine-aligned in disparity, eq. 4 aligned, {how}"
+            if kind == "relative"
+            else f"eq. 4 aligned, {how}"
+        )
+        return PanoDepth(depth, f"{kind} depth model {cfg.model}, {how}")
 
     def _units(
         self, depth: torch.Tensor, kind: str, user_depth: np.ndarray | None

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -35,14 +34,6 @@ from torch import Tensor
 from ..gaussians import Gaussians, rgb_to_sh0
 from ..sphere import lonlat_to_dir, sample_equirect
 from .cells import Cells
-
-
-def area_resize(image: np.ndarray, height: int) -> np.ndarray:
-    """Area-filtered resize of an equirect image (any channels) to ``height`` x 2*height."""
-    if image.shape[0] == height:
-        return image
-    interp = cv2.INTER_AREA if image.shape[0] > height else cv2.INTER_LINEAR
-    return cv2.resize(image, (2 * height, height), interpolation=interp)
 
 
 def to_bchw(image: np.ndarray) -> Tensor:

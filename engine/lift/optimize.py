@@ -268,8 +268,7 @@ class Lifter:
             else:
                 previous = _render_rows(Gaussians.cat([static, prev]), w)[sub.rows]
             y = w.targets(np.asarray(frames[t]))
-            lam = cfg.refine.lambda_temporal
-            blended = (y[sub.rows] + lam * previous) / (1 + lam)
+            blended = temporal_target(y[sub.rows], previous, cfg.refine.lambda_temporal)
             colours = sub.solve(blended, colours_of(prev), cfg.solve, part.sub(0.5, 0.8))
             g_t = with_colours(g_t, colours)
             if cfg.refine.dynamic_passes > 0:
@@ -321,3 +320,12 @@ def _rescaled(frames: np.ndarray, depth: np.ndarray, weight: np.ndarray, scale: 
     d = np.stack([resize_depth(np.asarray(x, np.float32), (h, 2 * h)) for x in depth])
     w = cv2.resize(np.asarray(weight, np.float32), size, interpolation=cv2.INTER_AREA)
     return small, d, w
+
+
+def temporal_target(target: Tensor, previous: Tensor, lam: float) -> Tensor:
+    """The render r minimising ||r - target||^2 + lam ||r - previous||^2 per pixel (the colour
+    solve's eq. 6 temporal term): (target + lam previous) / (1 + lam).
+
+    target, previous: Tensor  # [P, 3] the frame's pixels and frame t-1's render of them
+    """
+    return (target + lam * previous) / (1 + lam)

@@ -215,3 +215,51 @@ def test_align_with_calibration_gives_reference_units():
     cfg = dataclasses.replace(CFG, calibrate=True)
     out = align_depths(noisy, VIEWS, (H, 2 * H), reference=truth[None], cfg=cfg)[0].numpy()
     assert float(np.mean(np.abs(out - truth) / truth)) <= 0.02
+
+
+def test_eq4_objective_matches_its_definition_with_the_papers_lambdas():
+    """The loss of one frame, against eq. 4 written out here with 4K4DGen's lambdas
+    (l_depth = 1, l_scale = 0.1, l_shift = 0.01): the Charbonnier data term, the scale
+    terms ||softplus(a) - 1|| + ||a^k - a^(k-1)||, the shift terms TV(b) + ||b^k - b^(k-1)||,
+    plus this implementation's documented extras (the field's TV, the gauge)."""
+    import torch.nn.functional as F
+
+    from engine.depth.align import _Aligner, _Frame, _State
+
+    g = torch.Generator().manual_seed(0)
+    depths = 2 + torch.rand(2, len(VIEWS), 12, 12, generator=g)
+    views = make_views(ViewSetConfig(size=12))
+    al = _Aligner(depths, views, (16, 32), AlignConfig(grid_height=8, work_size=None), None)
+    d, wgt = al.frame_inputs(1)
+    v = len(views)
+
+    def state(seed):
+        r = torch.Generator().manual_seed(seed)
+        return _State(
+            torch.randn(v, generator=r),
+            0.1 * torch.randn(v, 12, 12, generator=r),
+            torch.randn(8, 16, generator=r) * 0.1,
+            1 + 0.1 * torch.rand(v, generator=r),
+        )
+
+    prev, cur = state(1), state(2)
+    ctx = _Frame(d, wgt, wgt.sum(), prev, None)
+    got = float(al.loss(ctx, cur, regs=True))
+    # reference, term by term (numpy for the norms and TVs)
+    gam = al.gamma(cur.log_s).numpy()
+    scale = (cur.fold * F.softplus(cur.alpha)).numpy()
+    b, w = cur.beta.numpy(), wgt.numpy()
+    resid = (scale[:, None, None] * d.numpy() + b - gam) / gam
+    data = (w * (np.sqrt(resid**2 + 1e-6) - 1e-3)).sum() / w.sum()
+    ls = cur.log_s.numpy()
+    field_tv = np.abs(np.diff(ls, axis=0)).mean() + np.abs(np.roll(ls, -1, 1) - ls).mean()
+    gauge = abs((w * b).sum() / w.sum())
+    prev_scale = (prev.fold * F.softplus(prev.alpha)).numpy()
+    l_scale = np.abs(F.softplus(cur.alpha).numpy() - 1).mean() + np.abs(scale - prev_scale).mean()
+    tv_b = np.abs(np.diff(b, axis=1)).mean() + np.abs(np.diff(b, axis=2)).mean()
+    l_shift = tv_b + np.abs(b - prev.beta.numpy()).mean()
+    want = 1.0 * data + 0.01 * field_tv + 1.0 * gauge + 0.1 * l_scale + 0.01 * l_shift
+    assert got == pytest.approx(want, rel=1e-5)
+    # the warm-up drops the regularisers (and only them)
+    warm = float(al.loss(ctx, cur, regs=False))
+    assert warm == pytest.approx(data + 0.01 * field_tv + gauge, rel=1e-5)

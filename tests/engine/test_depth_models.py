@@ -350,3 +350,26 @@ def test_per_frame_model_depth_checkpoint_resumes(cli_files, dpt_folder, tmp_pat
     assert not any(s == "depth" and "frame" in m for s, m in messages)
     manifest = json.loads((out / "scene" / "manifest.json").read_text())
     assert "depth model" in manifest["provenance"]["depth"]
+
+
+def test_stage_aligns_a_relative_models_views_in_disparity(dpt_folder, monkeypatch):
+    """The stage with a relative model whose views carry disparity-affine errors (an oracle
+    in place of the network's forward pass: each view's true disparity, rescaled and
+    shifted): its panorama is the scene's geometry up to one scale, where converting each
+    view on its own (scale only) is far off."""
+    from engine.depth import models as models_mod
+    from tests.engine.test_align import SCENES, absrel
+    from tests.engine.test_disparity import disparity_affine
+
+    truth = SCENES["box room"](64, 128)
+    corrupted, _, _ = disparity_affine(truth)
+    monkeypatch.setattr(models_mod.DepthModel, "predict", lambda self, images, cb=None: corrupted)
+    frames = np.stack([textured_equirect(64, 128, seed=0)] * 2)
+    cfg = ModelDepthConfig(
+        model=str(dpt_folder),
+        view_size=48,
+        align=AlignConfig(iters=150, iters_next=20, grid_height=48, work_size=None),
+    )
+    depth = ModelDepthStage(cfg).run(frames, (64, 128), np.zeros((64, 128), np.float32))
+    assert "affine-aligned in disparity" in depth.source
+    assert absrel(depth.depth[0], truth) < 0.012  # scale-only views, then eq. 4: 0.025

@@ -809,3 +809,18 @@ def test_no_path_in_message_is_absolute_only_when_given(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     msg = expect_input_error(load_panorama, "rel.png", mentions="rel.png")
     assert not msg.startswith(os.sep)
+
+
+def test_enlarging_depth_wraps_the_seam():
+    """Reference: bilinear interpolation along a periodic longitude (numpy's interp with
+    period = width) of a smooth depth field; the first and last output columns blend the
+    panorama's two edges, as the sphere does."""
+    from engine.io import resize_depth
+
+    h, w, H, W = 8, 16, 16, 32
+    cols = (np.arange(w) + 0.5) / w
+    depth = (2 + 0.15 * np.sin(2 * np.pi * cols) + 0.1 * (cols > 0.9))[None].repeat(h, 0)
+    got = resize_depth(depth.astype(np.float32), (H, W))
+    x = (np.arange(W) + 0.5) * w / W - 0.5
+    want = np.interp(x, np.arange(w), depth[0], period=w)
+    np.testing.assert_allclose(got[H // 2], want, atol=1e-5)

@@ -233,3 +233,40 @@ def test_cuda_lift_with_gsplat_matches_the_cpu_lift():
     assert abs(gpu.metrics["psnr_native"] - cpu.metrics["psnr_native"]) < 1.0
     assert gpu.static.means.device.type == "cpu"
     assert torch.allclose(gpu.dynamic[1].means, cpu.dynamic[1].means, atol=1e-4)
+
+
+def test_temporal_target_is_the_least_squares_blend():
+    """Reference: the normal equations of min ||r - y||^2 + lam ||r - p||^2, solved by
+    torch.linalg.lstsq on the stacked system [I; sqrt(lam) I] r = [y; sqrt(lam) p]."""
+    from engine.lift.optimize import temporal_target
+
+    g = torch.Generator().manual_seed(0)
+    y, p = torch.rand(2, 5, 3, generator=g, dtype=torch.float64)
+    for lam in (0.0, 0.05, 2.0):
+        eye = torch.eye(5, dtype=torch.float64)
+        a = torch.cat([eye, math.sqrt(lam) * eye])
+        ref = torch.linalg.lstsq(a, torch.cat([y, math.sqrt(lam) * p])).solution
+        torch.testing.assert_close(temporal_target(y, p, lam), ref)
+
+
+def test_refinement_loss_adds_the_temporal_term():
+    """step_loss = L_rgb + lambda_temporal * L1(render, render of frame t-1) (+ L_geo, off)."""
+    from types import SimpleNamespace
+
+    from engine.lift.losses import rgb_loss
+    from engine.lift.refine import Step, step_loss
+    from engine.lift.regularizers import RegularizerConfig, Regularizers
+
+    g = torch.Generator().manual_seed(0)
+    rgb, target, previous = torch.rand(3, 8, 8, 3, generator=g)
+    cfg = RefineConfig()
+    regs = Regularizers(RegularizerConfig(lambda_geo=0.0), None, torch.device("cpu"))
+    render = SimpleNamespace(rgb=rgb, depth=None)
+    step = Step(View(0, 0, 60, 8, 8), (0, 0, 8, 8), target, previous)
+    got = float(step_loss(render, step, cfg, regs, None, 1, 0.5))
+    want = float(rgb_loss(rgb, target)) + cfg.lambda_temporal * float((rgb - previous).abs().mean())
+    assert got == pytest.approx(want, rel=1e-6) and cfg.lambda_temporal > 0
+    first = Step(step.view, step.roi, target, None)  # frame 0: no temporal term
+    assert float(step_loss(render, first, cfg, regs, None, 0, 0.5)) == pytest.approx(
+        float(rgb_loss(rgb, target)), rel=1e-6
+    )

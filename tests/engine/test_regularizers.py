@@ -189,3 +189,14 @@ def test_generate_with_missing_dino_model_exit_2(tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("error: no DINOv2 weights")
     assert "nowhere" in lines[0] and "drop --dino-model" in lines[0]
     assert not out.exists()
+
+
+def test_pearson_loss_is_scale_free_for_small_depth_differences():
+    """Correlation does not depend on units: depths that vary by millimetres correlate as
+    they do in metres (the normalisation is the product of the two spreads, unclamped)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(12, 16))
+    y = 0.6 * x + rng.normal(size=(12, 16))
+    want = 1 - np.corrcoef(x.ravel(), y.ravel())[0, 1]
+    got = pearson_loss(torch.from_numpy(1e-3 * x + 4), torch.from_numpy(1e-3 * y + 4))
+    assert abs(float(got) - want) < 1e-6

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from engine.camera import View
@@ -143,3 +144,23 @@ def test_damping_keeps_unseen_gaussians_at_their_initial_colour():
     assert float(unseen.float().mean()) > 0.5
     assert torch.equal(got[unseen], init[unseen])
     assert float(((w.render(got) - 0.7) ** 2).mean()) < 1e-4
+
+
+def test_pixel_weights_are_each_pixels_exact_solid_angle():
+    """Reference: the exact solid angle of the rectangle [x0, x1] x [y0, y1] on the image
+    plane at distance 1, F(x1, y1) - F(x0, y1) - F(x1, y0) + F(x0, y0) with
+    F(x, y) = atan(x y / sqrt(1 + x^2 + y^2)); the whole view is 4 asin(sin a sin b)."""
+    from engine.lift.solve import _pixel_weights
+
+    view = View(10.0, 20.0, 90.0, 24, 32)
+    f = view.focal
+    xe = (np.arange(view.width + 1) - view.width / 2) / f
+    ye = (np.arange(view.height + 1) - view.height / 2) / f
+    big_f = lambda x, y: np.arctan(x * y / np.sqrt(1 + x * x + y * y))  # noqa: E731
+    X, Y = np.meshgrid(xe, ye)
+    c = big_f(X, Y)
+    exact = c[1:, 1:] - c[1:, :-1] - c[:-1, 1:] + c[:-1, :-1]
+    got = _pixel_weights(view).reshape(view.height, view.width).double().numpy()
+    np.testing.assert_allclose(got, exact, rtol=2e-3)
+    a, b = math.atan(xe[-1]), math.atan(ye[-1])
+    assert got.sum() == pytest.approx(4 * math.asin(math.sin(a) * math.sin(b)), rel=1e-3)

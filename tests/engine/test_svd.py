@@ -286,3 +286,21 @@ def test_cli_generate_with_svd_and_missing_weights(tiny, tmp_path, capsys, monke
     cfg = pipeline.build_config("preview", frames=3, animator="svd", model=str(tiny[9]))
     assert cfg.svd.steps == 1 and cfg.svd.frames == 3 and cfg.svd.model == str(tiny[9])
     assert pipeline.build_config("preview", animator="svd").svd != cfg.svd  # fingerprinted
+
+
+def test_composite_blends_the_decoded_video_by_the_feathered_weight():
+    """Reference: out[t] = round(input + w (decoded - input)) per pixel (numpy), frame 0 and
+    weight-0 pixels equal to the input bit for bit (the buffer holds the input already)."""
+    from engine.animate.svd import composite
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    weight = np.zeros((6, 8), np.float32)
+    weight[1:5, 2:7] = np.linspace(0.1, 1.0, 5)[None]
+    video = torch.from_numpy(rng.uniform(-1, 1, (3, 3, 6, 8)).astype(np.float32))
+    out = np.repeat(rgb[None], 3, axis=0)  # the animator's buffer starts as the input
+    composite(rgb, weight, video, out, Progress("animate"))
+    dec = (video.permute(0, 2, 3, 1).numpy() + 1) * 127.5
+    want = np.rint(rgb + weight[None, ..., None] * (dec - rgb)).clip(0, 255).astype(np.uint8)
+    want[0] = rgb
+    np.testing.assert_array_equal(out, want)
