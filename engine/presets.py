@@ -19,6 +19,15 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
             "refine": {"passes": 0},
         },
         "output": {"preview_size": (144, 256), "preview_frames": 16},
+        # a video model: one pass of 10 steps over 6 wide views (4 round the horizon, the
+        # poles) of at most 256 px
+        "svd": {
+            "steps": 10,
+            "two_pass": False,
+            "view_size": 256,
+            "fov_deg": 120.0,
+            "rings": ((0.0, 4, 0.0),),
+        },
     },
     # the default for 2048x1024 panoramas: at the input's resolution, 0.6 Gaussians per
     # input pixel, one cube map of training views, two refinement passes over it and 12

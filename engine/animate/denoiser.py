@@ -213,8 +213,8 @@ class PanoramicDenoiser:
         m = None
         for k, p in enumerate(passes):
             if m is not None:  # refine: decode, upsample, re-encode at this resolution
-                progress.update(done / total, "upsampling the low-resolution pass")
-                m = self._upsample(m, p.scale, (h // p.scale, w // p.scale))
+                up = progress.sub(done / total, done / total)  # no schedule share: a moment
+                m = self._upsample(m, p.scale, (h // p.scale, w // p.scale), up)
             pimg = _downscale(image, p.scale)
             pw = _downscale(weight[None], p.scale)[0]
             src = model.encode(pimg[None].to(model.device, model.dtype))[0].float()
@@ -291,13 +291,20 @@ class PanoramicDenoiser:
             m[0] = src
         return m
 
-    def _upsample(self, m: Tensor, scale: int, size: tuple[int, int]) -> Tensor:
+    def _upsample(self, m: Tensor, scale: int, size: tuple[int, int], progress: Progress) -> Tensor:
         """Decode the low-resolution latent video, resize the frames to ``size`` (seam
         wrapped) and encode them again: the start of the refinement pass."""
         model = self.model
+        progress.update(0.0, "upsampling the low-resolution pass: decoding")
         frames = model.decode(m.to(model.dtype)).float()  # [T, 3, h, w]
         up = resize_wrapped(frames, size).clamp(-1, 1)
-        return torch.cat([model.encode(f[None].to(model.dtype)).float() for f in up])
+        out = []
+        for t, f in enumerate(up):
+            progress.update(
+                t / len(up), f"upsampling the low-resolution pass: frame {t + 1}/{len(up)}"
+            )
+            out.append(model.encode(f[None].to(model.dtype)).float())
+        return torch.cat(out)
 
     # -- ablations (4K4DGen Table 2) --------------------------------------------------------
 

@@ -61,6 +61,7 @@ class SVDConfig:
     steps: int = 25
     view_size: int = 512  # largest view size in pixels
     fov_deg: float = 90.0
+    rings: tuple[tuple[float, int, float], ...] = ViewSetConfig().rings  # + the two poles
     two_pass: bool = True
     refine_strength: float = 0.4
     view_batch: int = 2
@@ -72,7 +73,7 @@ class SVDConfig:
     def denoiser(self) -> DenoiserConfig:
         return DenoiserConfig(
             steps=self.steps,
-            views=ViewSetConfig(fov_deg=self.fov_deg, size=self.view_size),
+            views=ViewSetConfig(rings=self.rings, fov_deg=self.fov_deg, size=self.view_size),
             two_pass=self.two_pass,
             refine_strength=self.refine_strength,
             view_batch=self.view_batch,
@@ -285,26 +286,34 @@ class SVDModel:
                 y = self.vae.decode(z, num_frames=len(x))
                 return y.sample.float()
 
-            out.append(_tiled_columns(dec, z, self.cfg.tile_px // s, 8, 1 / s).clamp(-1, 1))
-            if progress is not None:
-                done = min(len(latents), f0 + chunk)
-                progress.update(done / len(latents), f"decoded {done}/{len(latents)} frames")
+            done = min(len(latents), f0 + chunk)
+
+            def tile(k: int, n: int, f0: int = f0, done: int = done) -> None:
+                if progress is not None:
+                    part = (f0 + (done - f0) * k / n) / len(latents)
+                    progress.update(part, f"decoding frames {f0 + 1}-{done}, tile {k}/{n}")
+
+            out.append(_tiled_columns(dec, z, self.cfg.tile_px // s, 8, 1 / s, tile).clamp(-1, 1))
         return torch.cat(out)
 
 
-def _tiled_columns(fn, x: Tensor, tile: int, pad: int, ratio: float) -> Tensor:
+def _tiled_columns(fn, x: Tensor, tile: int, pad: int, ratio: float, on_tile=None) -> Tensor:
     """Apply ``fn`` ([B, C, H, w'] -> [B, C', H*r, w'*r]) over column tiles of ``x`` with
-    ``pad`` columns of seam-wrapped context on each side (r = 1 / ratio)."""
+    ``pad`` columns of seam-wrapped context on each side (r = 1 / ratio); ``on_tile(k, n)``
+    is called after tile k of n."""
     w = x.shape[-1]
     scale = 1 / ratio
     outs = []
-    for c0 in range(0, w, tile):
+    starts = range(0, w, tile)
+    for k, c0 in enumerate(starts):
         c1 = min(w, c0 + tile)
         p = min(pad, w)
         cols = torch.arange(c0 - p, c1 + p, device=x.device) % w
         y = fn(x[..., cols])
         a = round(p * scale)
         outs.append(y[..., a : a + round((c1 - c0) * scale)])
+        if on_tile is not None:
+            on_tile(k + 1, len(starts))
     return torch.cat(outs, dim=-1)
 
 

@@ -345,3 +345,20 @@ def test_sphere_sampling_matches_the_fused_euler_recursion():
         m = r * m + (1 - r) * fused
     torch.testing.assert_close(out, m, atol=1e-4, rtol=0)
     assert float((m - sv.fuse(model.mu)).abs().mean()) > 0.02  # noise shaped the result
+
+
+def test_progress_moves_at_every_step_of_both_passes():
+    model = ConditionedOracle()
+    den = PanoramicDenoiser(model, DenoiserConfig(steps=6, views=ViewSetConfig(size=512)))
+    calls = []
+    den.run(
+        _image(), torch.ones(64, 128), 2, Progress("animate", lambda s, f, m: calls.append((f, m)))
+    )
+    passes = den.plan(64, 128)
+    assert len(passes) == 2
+    for k, p in enumerate(passes):
+        seen = {m for _, m in calls if m.startswith(f"pass {k + 1}/2, step")}
+        assert len(seen) == 6 - p.start
+    assert any(m.startswith("upsampling") for _, m in calls)
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions)

@@ -3,6 +3,7 @@ saved with save_pretrained and loaded back through the backend's real loader, of
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -304,3 +305,28 @@ def test_composite_blends_the_decoded_video_by_the_feathered_weight():
     want = np.rint(rgb + weight[None, ..., None] * (dec - rgb)).clip(0, 255).astype(np.uint8)
     want[0] = rgb
     np.testing.assert_array_equal(out, want)
+
+
+def test_preview_preset_is_a_quick_check_covering_the_sphere(tiny):
+    """--preset preview with a video model: one pass, few steps, few wide views that still
+    cover the whole sphere; progress reports every step and every decoded tile."""
+    from engine.pipeline import build_config
+    from engine.sphere import coverage, make_views
+
+    cfg = build_config("preview", animator="svd", model=str(tiny[9]), device="cpu").svd
+    den = cfg.denoiser()
+    views = make_views(den.views)
+    assert not den.two_pass and den.steps <= 12 and len(views) <= 8
+    assert coverage(views, height=128).covered > 0.999
+    calls = []
+    pano, band = _pano(), _band()
+    SVDAnimator(dataclasses.replace(cfg, frames=3)).run(
+        pano,
+        [Region("band", band, 0.0, 5.0)],
+        Progress("animate", lambda s, f, m: calls.append((f, m))),
+    )
+    steps = {m for _, m in calls if "step" in m}
+    assert len(steps) == den.steps  # every denoising step moves the bar
+    assert any("tile" in m for _, m in calls)  # so does decoding
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
