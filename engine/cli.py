@@ -97,11 +97,17 @@ def _generate(args: argparse.Namespace, inputs) -> int:
         model=getattr(args, "model", None),
         depth_model=getattr(args, "depth_model", None),
         dino_model=getattr(args, "dino_model", None),
+        prompt=getattr(args, "prompt", None),
+        negative_prompt=getattr(args, "negative_prompt", None),
     )
     if cfg.animator == "svd":  # before anything is written: one line naming where we looked
         from .animate.svd import require
 
         require(cfg.svd.model)
+    if cfg.animator == "wan":
+        from .animate.wan import require as require_wan
+
+        require_wan(cfg.wan.model)
     note = None
     if args.device == "cpu" or not has_gsplat():
         note = "note: lifting runs on the CPU with the pure-torch rasteriser (no CUDA/gsplat)"
@@ -303,16 +309,25 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
     g.add_argument(
         "--animator",
         default="flow",
-        choices=["flow", "svd"],
-        help="how the panorama is animated: flow (weightless, CPU) or svd (a video diffusion "
-        "model under the Panoramic Denoiser; needs --model weights, a GPU in practice)",
+        choices=["flow", "svd", "wan"],
+        help="how the panorama is animated: flow (weightless, CPU), svd (Stable Video "
+        "Diffusion) or wan (Wan 2.x image-to-video, text-conditioned) under the Panoramic "
+        "Denoiser; the model ones need --model weights, a GPU in practice",
     )
     g.add_argument(
         "--model",
         metavar="PATH_OR_ID",
-        help="--animator svd weights: a diffusers folder or a hub id in the local Hugging Face "
-        "cache (default: stabilityai/stable-video-diffusion-img2vid-xt)",
+        help="--animator svd / wan weights: a diffusers folder or a hub id in the local Hugging "
+        "Face cache (defaults: stabilityai/stable-video-diffusion-img2vid-xt, "
+        "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers)",
     )
+    g.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        help="--animator wan: the global prompt (the scene); a region's own 'prompt' in the "
+        "regions file is added for the views that see it most",
+    )
+    g.add_argument("--negative-prompt", metavar="TEXT", help="--animator wan: what to avoid")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_run_options(g, None)
     g.set_defaults(func=cmd_generate)

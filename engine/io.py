@@ -237,6 +237,7 @@ class Region:
     feather_px: float = 8.0  # edge feather width in full-resolution panorama pixels, >= 0
     color: tuple[int, int, int] = (255, 80, 80)  # UI colour
     motion: str = "flow"  # "flow" (drifts along the direction) or "sway" (oscillates)
+    prompt: str = ""  # what the region is and how it moves (text-conditioned video models)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1148,8 +1149,10 @@ _REGION_FIELDS = (
     "speed_deg_s",
     "feather_px",
     "color",
+    "prompt",
 )
 MOTIONS = ("flow", "sway")
+MAX_PROMPT_CHARS = 2000
 _TOP_FIELDS = ("format", "version", "regions")
 
 
@@ -1270,6 +1273,13 @@ def load_regions(path: _PATHLIKE, size: tuple[int, int]) -> list[Region]:
             _fail(
                 path, f"{where}: field 'motion' must be one of {', '.join(MOTIONS)}, got {motion!r}"
             )
+        prompt = item.get("prompt", "")
+        if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS:
+            _fail(
+                path,
+                f"{where}: field 'prompt' must be text of at most {MAX_PROMPT_CHARS} characters, "
+                f"got {_json_type(prompt)}",
+            )
         color = item.get("color", [255, 80, 80])
         problem = _color_problem(color)
         if problem:
@@ -1323,6 +1333,7 @@ def load_regions(path: _PATHLIKE, size: tuple[int, int]) -> list[Region]:
                 feather_px=values["feather_px"],
                 color=(int(color[0]), int(color[1]), int(color[2])),
                 motion=motion,
+                prompt=prompt.strip(),
             )
         )
     try:
@@ -1423,6 +1434,7 @@ def save_regions(
                     "speed_deg_s": float(region.speed_deg_s),
                     "feather_px": float(region.feather_px),
                     "color": [int(c) for c in region.color],
+                    **({"prompt": region.prompt} if region.prompt else {}),
                 }
             )
         doc = {"format": REGIONS_FORMAT, "version": REGIONS_VERSION, "regions": entries}

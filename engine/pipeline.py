@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .animate import ANIMATOR_NAMES, FlowConfig, PanoVideo, get_animator
 from .animate.svd import SVDConfig
+from .animate.wan import WanConfig
 from .camera import View
 from .depth import DepthConfig, DepthStage, PanoDepth
 from .depth.models import require_model
@@ -84,6 +85,7 @@ class GenerateConfig:
     animator: str = "flow"
     animate: FlowConfig = FlowConfig()
     svd: SVDConfig = SVDConfig()  # the "svd" animator (frames / fps follow ``animate``)
+    wan: WanConfig = WanConfig()  # the "wan" animator (frames / fps follow ``animate``)
     depth: DepthConfig = DepthConfig()
     depth_model: ModelDepthConfig | None = None  # --depth-model: model depth + eq. 4 alignment
     lift: LiftConfig = LiftConfig()
@@ -128,6 +130,8 @@ def build_config(
     model: str | None = None,
     depth_model: str | None = None,
     dino_model: str | None = None,
+    prompt: str | None = None,
+    negative_prompt: str | None = None,
 ) -> GenerateConfig:
     """The GenerateConfig of a named preset, with optional overrides."""
     if preset not in PRESETS:
@@ -154,12 +158,26 @@ def build_config(
         parts["lift"] = dataclasses.replace(parts["lift"], regularizers=regs)
     if animator not in ANIMATOR_NAMES:
         raise InputError(f"unknown animator '{animator}' (choose from {', '.join(ANIMATOR_NAMES)})")
-    if model is not None and animator != "svd":
-        raise InputError("--model names video model weights for --animator svd; flow needs none")
-    svd = dataclasses.replace(cfg.svd, **over.get("svd", {}))
+    if model is not None and animator not in MODEL_ANIMATORS:
+        raise InputError(
+            "--model names video model weights for --animator svd or wan; flow needs none"
+        )
+    if (prompt or negative_prompt) and animator != "wan":
+        raise InputError("--prompt conditions a text-to-video model: use it with --animator wan")
+    if animator == "wan":
+        parts["animate"] = _wan_frames(parts["animate"], frames)
     anim = parts["animate"]
+    svd = dataclasses.replace(cfg.svd, **over.get("svd", {}))
     parts["svd"] = dataclasses.replace(
         svd, frames=anim.frames, video_fps=anim.fps, model=model or svd.model, device=device
+    )
+    wan = override(cfg.wan, over.get("wan", {}), "wan")
+    text = {
+        "prompt": prompt or wan.prompt,
+        "negative_prompt": negative_prompt or wan.negative_prompt,
+    }
+    parts["wan"] = dataclasses.replace(
+        wan, frames=anim.frames, video_fps=anim.fps, model=model or wan.model, device=device, **text
     )
     if depth_model is not None:  # checked now, before anything is written
         require_model(depth_model)
@@ -167,6 +185,18 @@ def build_config(
             model_depth_config(depth_model, preset), device=device
         )
     return dataclasses.replace(cfg, **parts)
+
+
+MODEL_ANIMATORS = ("svd", "wan")
+
+
+def _wan_frames(anim: FlowConfig, asked: int | None) -> FlowConfig:
+    """Wan's VAE compresses time 4x: 4k + 1 frames. A preset's count is rounded up to the
+    next such count; a count the user asked for must be one already."""
+    if asked is not None and (asked - 1) % 4:
+        raise InputError(f"--animator wan needs 4k + 1 frames (5, 9, 13, 17, ...), got {asked}")
+    n = anim.frames if asked is not None else 4 * -(-(anim.frames - 1) // 4) + 1
+    return dataclasses.replace(anim, frames=max(5, n))
 
 
 # ----------------------------------------------------------------------------------------
@@ -361,7 +391,7 @@ def animate_stage(
         frames = np.load(frames_path, mmap_mode="r")
         progress.update(1.0, "resumed from checkpoint")
         return PanoVideo(frames, cfg.animate.fps, np.load(weight_path))
-    settings = cfg.svd if cfg.animator == "svd" else cfg.animate
+    settings = {"svd": cfg.svd, "wan": cfg.wan}.get(cfg.animator, cfg.animate)
     animator = get_animator(cfg.animator)(settings)
     t, (h, w) = cfg.animate.frames, loaded.pano.rgb.shape[:2]
     frames = np.lib.format.open_memmap(frames_path, mode="w+", dtype=np.uint8, shape=(t, h, w, 3))
@@ -448,9 +478,11 @@ def lift_stage(loaded, cfg, video: PanoVideo, depth, ckpt: Checkpoints, progress
                 "motion": r.motion,
                 "direction_deg": r.direction_deg,
                 "speed_deg_s": r.speed_deg_s,
+                **({"prompt": r.prompt} if r.prompt else {}),
             }
             for r in loaded.regions
         ],
+        **({"prompt": cfg.wan.prompt} if cfg.animator == "wan" and cfg.wan.prompt else {}),
     }
     return Scene4D(result.static, result.dynamic, video.fps, meta), result.metrics
 

@@ -28,6 +28,7 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
             "fov_deg": 120.0,
             "rings": ((0.0, 4, 0.0),),
         },
+        "wan": {"steps": 8, "view_size": 256, "fov_deg": 120.0, "rings": ((0.0, 4, 0.0),)},
     },
     # the default for 2048x1024 panoramas: at the input's resolution, 0.6 Gaussians per
     # input pixel, one cube map of training views, two refinement passes over it and 12

@@ -68,6 +68,22 @@ MUTATIONS = [
         (D, SCHED),
     ),
     Mutation(
+        "wan-velocity",
+        "engine/animate/wan.py",
+        "        x0 = x.float() - sigma * v.float()\n",
+        "        x0 = x.float() + sigma * v.float()\n",
+        "the flow model's x0 from its velocity has the wrong sign",
+        ("tests/engine/test_wan.py",),
+    ),
+    Mutation(
+        "flow-velocity-output",
+        "engine/animate/schedulers/flow.py",
+        "        return (sample - x0) / float(self.sigmas[i])\n",
+        "        return (x0 - sample) / float(self.sigmas[i])\n",
+        "x0 written as the opposite velocity for a flow scheduler",
+        (SCHED, "tests/engine/test_wan.py"),
+    ),
+    Mutation(
         "noise-first-step-only",
         "engine/animate/denoiser.py",
         "            z = float(sampler.signal[i]) * sv.project(m) + c * noise\n",

@@ -11,8 +11,8 @@ from .flow import FlowAnimator, FlowConfig
 
 ANIMATORS = {"flow": FlowAnimator}
 # model-backed animators, imported on first use (their modules load diffusers lazily too)
-_LAZY = {"svd": ("svd", "SVDAnimator")}
-ANIMATOR_NAMES = ("flow", "svd")
+_LAZY = {"svd": ("svd", "SVDAnimator"), "wan": ("wan", "WanAnimator")}
+ANIMATOR_NAMES = ("flow", "svd", "wan")
 
 
 def get_animator(name: str):

@@ -87,9 +87,17 @@ class ViewModel(Protocol):
     def decode(self, latents: Tensor) -> Tensor:
         """latents [T, C, h, w] (one video, temporal context) -> [T, 3, H, W] in [-1, 1]."""
 
-    def condition(self, crops: Tensor, masks: Tensor, frames: int) -> None:
+    def condition(
+        self, crops: Tensor, masks: Tensor, frames: int, views: list[View] | None
+    ) -> None:
         """Per-view conditioning for the coming steps: crops [V, 3, ph, pw] in [-1, 1],
-        masks [V, 1, h, w] in [0, 1] (latent resolution)."""
+            masks [V, 1, h, w] in [0, 1] (latent resolution), the views (pixels) they come from
+            (None in equirect mode: one image, the whole panorama).
+
+        Optional: ``source(image [3, H, W], frames) -> [T, C, h, w]``, the latent video of the
+        still panorama (a video VAE that compresses time encodes it as a video; without it,
+        every frame is ``encode(image)``), and ``reencode(video [T', 3, H, W]) -> [T, C, h, w]``
+        for the refinement pass (without it, frames are encoded one by one)."""
 
     def denoise(self, z: Tensor, sigma: float, timestep: Tensor, views: slice) -> Tensor:
         """z [n, T, C, h, w] noisy latents of views ``views`` -> denoised estimate x0;
@@ -217,7 +225,7 @@ class PanoramicDenoiser:
                 m = self._upsample(m, p.scale, (h // p.scale, w // p.scale), up)
             pimg = _downscale(image, p.scale)
             pw = _downscale(weight[None], p.scale)[0]
-            src = model.encode(pimg[None].to(model.device, model.dtype))[0].float()
+            src = self._source(pimg, frames)  # [T, C, h, w]
             mask = latent_mask(pw, s).to(model.device)
             sub = progress.sub(done / total, (done + cfg.steps - p.start) / total)
             label = f"pass {k + 1}/{len(passes)}"
@@ -227,7 +235,7 @@ class PanoramicDenoiser:
 
     def _pass(self, p, pimg, src, mask, frames, m, sampler, gen, progress, label):
         cfg, model = self.cfg, self.model
-        c, lh, lw = src.shape
+        c, lh, lw = src.shape[1:]
         s = model.latent_scale
         if cfg.mode == "equirect":
             return self._pass_equirect(p, pimg, src, mask, frames, m, sampler, gen, progress)
@@ -235,7 +243,7 @@ class PanoramicDenoiser:
         sv = SphereViews(lviews, lh, lw, feather=cfg.feather, device=model.device)
         self.stats.views.append(len(lviews))
         crops = sv_crops(pimg.to(model.device), p.views)
-        model.condition(crops, sv.project(mask[None, None])[:, 0], frames)
+        model.condition(crops, sv.project(mask[None, None])[:, 0], frames, p.views)
         _, noise, unfilled = sv.white_noise(frames * c, gen, cfg.noise_oversample)  # [V, ...]
         self.stats.noise_unfilled = max(self.stats.noise_unfilled, unfilled)
         noise = noise.reshape(len(lviews), frames, c, sv.h, sv.w)
@@ -283,12 +291,20 @@ class PanoramicDenoiser:
             out.append(self.model.denoise(zz, sigma, timestep, slice(s, s + len(zz))).float())
         return torch.cat(out)
 
+    def _source(self, image: Tensor, frames: int) -> Tensor:
+        """The latent video of the still panorama: [T, C, h, w]."""
+        model = self.model
+        img = image.to(model.device, model.dtype)
+        if hasattr(model, "source"):
+            return model.source(img, frames).float()
+        return model.encode(img[None]).float().expand(frames, -1, -1, -1)
+
     def _constrain(self, m: Tensor, src: Tensor, mask: Tensor) -> Tensor:
-        """Unmasked latents = the source latent; frame 0 pinned to the source."""
-        m = src[None] + mask * (m - src[None])
+        """Unmasked latents = the source latents [T, C, h, w]; frame 0 pinned to them."""
+        m = src + mask * (m - src)
         if self.cfg.pin_first_frame:
             m = m.clone()
-            m[0] = src
+            m[0] = src[0]
         return m
 
     def _upsample(self, m: Tensor, scale: int, size: tuple[int, int], progress: Progress) -> Tensor:
@@ -298,6 +314,9 @@ class PanoramicDenoiser:
         progress.update(0.0, "upsampling the low-resolution pass: decoding")
         frames = model.decode(m.to(model.dtype)).float()  # [T, 3, h, w]
         up = resize_wrapped(frames, size).clamp(-1, 1)
+        if hasattr(model, "reencode"):
+            progress.update(0.5, "upsampling the low-resolution pass: encoding")
+            return model.reencode(up.to(model.dtype)).float()
         out = []
         for t, f in enumerate(up):
             progress.update(
@@ -311,15 +330,15 @@ class PanoramicDenoiser:
     def _pass_independent(self, sv, m, src, mask, noise, sampler, start, progress):
         """Each view runs its own full denoising with no fusion; stitched once at the end."""
         zv = sv.project(self._constrain(m, src, mask))  # [V, T, C, h, w] signal per view
-        srcv = sv.project(src[None])[:, 0]  # [V, C, h, w]
-        maskv = sv.project(mask[None, None])[:, 0]  # [V, 1, h, w]
+        srcv = sv.project(src)  # [V, T, C, h, w]
+        maskv = sv.project(mask[None, None])  # [V, 1, 1, h, w]
         n = sampler.steps
         c = sampler.begin(start)
         for i in range(start, n):
             progress.cancel.check()
-            mv = srcv[:, None] + maskv[:, None] * (zv - srcv[:, None])
+            mv = srcv + maskv * (zv - srcv)
             if self.cfg.pin_first_frame:
-                mv[:, 0] = srcv
+                mv[:, 0] = srcv[:, 0]
             t1 = time.perf_counter()
             x0 = self._denoise_views(float(sampler.signal[i]) * mv + c * noise, sampler, i)
             self.stats.model_s += time.perf_counter() - t1
@@ -336,8 +355,8 @@ class PanoramicDenoiser:
         """The whole equirect latent denoised as one (squashed) image: ordinary sampling,
         the same as the model's own diffusers pipeline when nothing is masked."""
         model = self.model
-        c, lh, lw = src.shape
-        model.condition(pimg[None].to(model.device), mask[None, None], frames)
+        c, lh, lw = src.shape[1:]
+        model.condition(pimg[None].to(model.device), mask[None, None], frames, None)
         noise = torch.randn(1, frames, c, lh, lw, generator=gen, device=model.device)
         if m is None:
             m = torch.zeros(frames, c, lh, lw, device=model.device)

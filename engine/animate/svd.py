@@ -39,6 +39,7 @@ from ..sphere import ViewSetConfig
 from .base import PanoVideo, region_weights
 from .denoiser import DenoiserConfig, PanoramicDenoiser
 from .fusion import resize_wrapped
+from .tiling import tiled_columns
 
 DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
 MARKER = "model_index.json"
@@ -187,7 +188,7 @@ class SVDModel:
 
     # -- conditioning and one step ------------------------------------------------------
 
-    def condition(self, crops: Tensor, masks: Tensor, frames: int) -> None:
+    def condition(self, crops: Tensor, masks: Tensor, frames: int, views=None) -> None:
         """crops [V, 3, ph, pw] in [-1, 1]; masks [V, 1, h, w] latent-resolution mask."""
         self.frames = frames
         b = max(1, self.cfg.view_batch)
@@ -270,7 +271,7 @@ class SVDModel:
         """[B, 3, H, W] equirect in [-1, 1] -> scaled latents [B, C, H/8, W/8]; column
         tiles with seam-wrapped context."""
         s = self.latent_scale
-        return _tiled_columns(lambda x: self._vae_encode(x), images, self.cfg.tile_px, 8 * s, s)
+        return tiled_columns(lambda x: self._vae_encode(x), images, self.cfg.tile_px, 8 * s, s)
 
     @torch.no_grad()
     def decode(self, latents: Tensor, progress: Progress | None = None) -> Tensor:
@@ -293,28 +294,8 @@ class SVDModel:
                     part = (f0 + (done - f0) * k / n) / len(latents)
                     progress.update(part, f"decoding frames {f0 + 1}-{done}, tile {k}/{n}")
 
-            out.append(_tiled_columns(dec, z, self.cfg.tile_px // s, 8, 1 / s, tile).clamp(-1, 1))
+            out.append(tiled_columns(dec, z, self.cfg.tile_px // s, 8, 1 / s, tile).clamp(-1, 1))
         return torch.cat(out)
-
-
-def _tiled_columns(fn, x: Tensor, tile: int, pad: int, ratio: float, on_tile=None) -> Tensor:
-    """Apply ``fn`` ([B, C, H, w'] -> [B, C', H*r, w'*r]) over column tiles of ``x`` with
-    ``pad`` columns of seam-wrapped context on each side (r = 1 / ratio); ``on_tile(k, n)``
-    is called after tile k of n."""
-    w = x.shape[-1]
-    scale = 1 / ratio
-    outs = []
-    starts = range(0, w, tile)
-    for k, c0 in enumerate(starts):
-        c1 = min(w, c0 + tile)
-        p = min(pad, w)
-        cols = torch.arange(c0 - p, c1 + p, device=x.device) % w
-        y = fn(x[..., cols])
-        a = round(p * scale)
-        outs.append(y[..., a : a + round((c1 - c0) * scale)])
-        if on_tile is not None:
-            on_tile(k + 1, len(starts))
-    return torch.cat(outs, dim=-1)
 
 
 class SVDAnimator:

@@ -131,7 +131,7 @@ class ConditionedOracle:
     def decode(self, latents):
         return F.interpolate(latents.float(), scale_factor=self.latent_scale, mode="nearest")
 
-    def condition(self, crops, masks, frames):
+    def condition(self, crops, masks, frames, views=None):
         gain = 1 + 0.1 * torch.arange(frames, dtype=torch.float32)
         self.clean = self.encode(crops)[:, None] * gain[None, :, None, None, None]
 
@@ -261,7 +261,7 @@ class GaussianOracle(ConditionedOracle):
         if scheduler is not None:
             self.scheduler = scheduler
 
-    def condition(self, crops, masks, frames):
+    def condition(self, crops, masks, frames, views=None):
         self.mu = self.encode(crops)[:, None].expand(-1, frames, -1, -1, -1)
 
     def denoise(self, z, sigma, timestep, views):
