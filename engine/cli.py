@@ -99,7 +99,14 @@ def _generate(args: argparse.Namespace, inputs) -> int:
         dino_model=getattr(args, "dino_model", None),
         prompt=getattr(args, "prompt", None),
         negative_prompt=getattr(args, "negative_prompt", None),
+        text_model=getattr(args, "text_model", None),
+        size=_size_arg(getattr(args, "size", None)),
+        seed=getattr(args, "seed", None),
     )
+    if inputs.region_args:  # the segmentation model, before anything is written
+        from .text.segment import require as require_seg
+
+        require_seg(inputs.seg_model)
     if cfg.animator == "svd":  # before anything is written: one line naming where we looked
         from .animate.svd import require
 
@@ -124,11 +131,39 @@ def _generate(args: argparse.Namespace, inputs) -> int:
     return 0
 
 
+def _print_notes(report: dict) -> None:
+    for name, how in report.get("regions_understood", {}).items():
+        print(f"region:   {name}: {how}")
+    for note in report.get("notes", []):
+        print(f"note:     {note}")
+
+
+def _size_arg(text: str | None) -> tuple[int, int] | None:
+    """'2048x1024' -> (1024, 2048) (rows, columns)."""
+    if text is None:
+        return None
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        raise InputError(f"--size must be WIDTHxHEIGHT, e.g. 2048x1024, got {text!r}")
+    return int(h), int(w)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from .pipeline import Inputs
 
+    if args.panorama is None and not args.text_model:
+        raise InputError(
+            "give a panorama, or make one from --prompt with --text-model (a Stable Diffusion "
+            "pipeline folder or a hub id in the local cache)"
+        )
+    if args.panorama is not None and args.text_model:
+        raise InputError("give a panorama or --text-model to make one, not both")
+    if args.seg_model and not args.region:
+        raise InputError("--seg-model finds the regions named by --region: give --region too")
     inputs = Inputs(
-        panorama=Path(args.panorama),
+        panorama=Path(args.panorama) if args.panorama else None,
+        region_args=tuple(args.region),
+        seg_model=args.seg_model,
         mask=Path(args.mask) if args.mask else None,
         regions=Path(args.regions) if args.regions else None,
         depth=Path(args.depth) if args.depth else None,
@@ -168,6 +203,7 @@ def _print_summary(out: Path, r: dict) -> None:
         f"{r['psnr_native_resolution'].split(' from')[0]}), static max error "
         f"{r['static_max_error']}"
     )
+    _print_notes(r)
     print(f"report:   {out / 'report.json'}  total {sum(r['timings_s'].values()):.0f} s")
 
 
@@ -269,9 +305,31 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     g = sub.add_parser("generate", help="animate a panorama and lift it into a 4D scene")
-    g.add_argument("panorama", help="equirectangular image (2:1): JPEG, PNG, WebP, TIFF, EXR, HDR")
+    g.add_argument(
+        "panorama",
+        nargs="?",
+        help="equirectangular image (2:1): JPEG, PNG, WebP, TIFF, EXR, HDR; omit it to make "
+        "the panorama from --prompt with --text-model",
+    )
     g.add_argument("--mask", help="image of one region to animate (nonzero = animate)")
     g.add_argument("--regions", help="region file (JSON) with several regions and their motion")
+    g.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="'NAME: PROMPT'",
+        help="a region found by its NAME with --seg-model and moved as PROMPT says "
+        "('sky: clouds drift slowly left', 'trees: leaves swaying'); repeatable",
+    )
+    g.add_argument("--seg-model", metavar="PATH_OR_ID", help="CLIPSeg weights for --region")
+    g.add_argument(
+        "--text-model",
+        metavar="PATH_OR_ID",
+        help="text-to-image weights (a Stable Diffusion pipeline folder or a cached hub id): "
+        "make the panorama from --prompt, fused on the sphere",
+    )
+    g.add_argument("--size", metavar="WxH", help="--text-model panorama size (default 2048x1024)")
+    g.add_argument("--seed", type=int, help="--text-model seed")
     g.add_argument(
         "--direction",
         type=float,

@@ -36,7 +36,7 @@ from .depth import DepthConfig, DepthStage, PanoDepth
 from .depth.models import require_model
 from .depth.stage import ModelDepthConfig, ModelDepthStage, model_depth_config
 from .errors import InputError
-from .fsutil import atomic_file, atomic_write_json, fsync_file
+from .fsutil import atomic_file, atomic_write_bytes, atomic_write_json, fsync_file
 from .gaussians import Gaussians
 from .hub import require
 from .io import (
@@ -61,13 +61,14 @@ from .metrics import (
 from .presets import DEFAULT_PRESET, NEEDS_CUDA, PRESETS
 from .progress import CancelToken, Progress, ProgressCallback
 from .scene import Scene4D, full_set_bytes, save_scene
+from .text import TextPanoConfig
 from .tour import look_around
 from .video import write_mp4
 
-STAGES = ("load", "animate", "depth", "lift", "save")
+STAGES = ("text", "load", "animate", "depth", "lift", "save")
 MODEL_DEPTH_ROWS = 1024  # model depth is aligned at up to this many rows, then resampled
 # share of the overall progress bar per stage (roughly their CPU time)
-_WEIGHTS = {"load": 0.02, "animate": 0.15, "depth": 0.02, "lift": 0.66, "save": 0.15}
+_WEIGHTS = {"text": 0.3, "load": 0.02, "animate": 0.15, "depth": 0.02, "lift": 0.66, "save": 0.15}
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class GenerateConfig:
     animate: FlowConfig = FlowConfig()
     svd: SVDConfig = SVDConfig()  # the "svd" animator (frames / fps follow ``animate``)
     wan: WanConfig = WanConfig()  # the "wan" animator (frames / fps follow ``animate``)
+    text: TextPanoConfig | None = None  # --prompt --text-model: the panorama is generated
     depth: DepthConfig = DepthConfig()
     depth_model: ModelDepthConfig | None = None  # --depth-model: model depth + eq. 4 alignment
     lift: LiftConfig = LiftConfig()
@@ -94,13 +96,15 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class Inputs:
-    panorama: Path
+    panorama: Path | None  # None: generated from text (GenerateConfig.text) into OUT/
     mask: Path | None = None  # one region from a mask ...
     regions: Path | None = None  # ... or a region file with several
     depth: Path | None = None
     direction_deg: float = 0.0  # motion of the --mask region
     speed_deg_s: float = 2.0
     motion: str = "flow"  # of the --mask region: "flow" or "sway"
+    region_args: tuple[str, ...] = ()  # --region "NAME: PROMPT": found by name, moved by words
+    seg_model: str | None = None  # --seg-model: CLIPSeg, for region_args
 
 
 def override(cfg, values: dict, where: str = ""):
@@ -132,8 +136,12 @@ def build_config(
     dino_model: str | None = None,
     prompt: str | None = None,
     negative_prompt: str | None = None,
+    text_model: str | None = None,
+    size: tuple[int, int] | None = None,
+    seed: int | None = None,
 ) -> GenerateConfig:
-    """The GenerateConfig of a named preset, with optional overrides."""
+    """The GenerateConfig of a named preset, with optional overrides (``text_model``: the
+    panorama is generated from ``prompt``)."""
     if preset not in PRESETS:
         raise InputError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
     over = PRESETS[preset]
@@ -162,8 +170,12 @@ def build_config(
         raise InputError(
             "--model names video model weights for --animator svd or wan; flow needs none"
         )
-    if (prompt or negative_prompt) and animator != "wan":
-        raise InputError("--prompt conditions a text-to-video model: use it with --animator wan")
+    if text_model is not None:
+        parts["text"] = _text_config(over, text_model, prompt, negative_prompt, size, seed, device)
+    elif (prompt or negative_prompt) and animator != "wan":
+        raise InputError(
+            "--prompt needs --text-model (to make the panorama) or --animator wan (to animate it)"
+        )
     if animator == "wan":
         parts["animate"] = _wan_frames(parts["animate"], frames)
     anim = parts["animate"]
@@ -190,6 +202,25 @@ def build_config(
 MODEL_ANIMATORS = ("svd", "wan")
 
 
+def _text_config(over, model, prompt, negative, size, seed, device) -> TextPanoConfig:
+    """The text-to-panorama settings: the preset's, then the command line's."""
+    from .text import require
+
+    if not prompt:
+        raise InputError("--text-model makes a panorama from --prompt: give the prompt too")
+    base = TextPanoConfig(model=model, prompt=prompt)
+    cfg = override(base, over.get("text", {}), "text")
+    changes = {"negative_prompt": negative or "", "device": device}
+    if size is not None:
+        changes["size"] = size
+    if seed is not None:
+        changes["seed"] = seed
+    cfg = dataclasses.replace(cfg, **changes)
+    cfg.check()
+    require(model)  # before anything is written
+    return cfg
+
+
 def _wan_frames(anim: FlowConfig, asked: int | None) -> FlowConfig:
     """Wan's VAE compresses time 4x: 4k + 1 frames. A preset's count is rounded up to the
     next such count; a count the user asked for must be one already."""
@@ -208,16 +239,22 @@ class Loaded:
     pano: Panorama
     regions: list[Region]
     user_depth: np.ndarray | None  # [T, H, W] (a broadcast view when one map for all)
+    understood: dict[str, str] = dataclasses.field(default_factory=dict)  # --region: motion read
 
 
-def load_inputs(inputs: Inputs, n_frames: int) -> Loaded:
+def load_inputs(inputs: Inputs, n_frames: int, still_ok: bool = False) -> Loaded:
     """Load and validate everything before any output is written (``n_frames``: the
-    animation's frame count, which per-frame depth must match)."""
+    animation's frame count, which per-frame depth must match; ``still_ok``: no regions
+    is a still scene, for panoramas made from text)."""
     pano = load_panorama(inputs.panorama)
     size = (pano.height, pano.width)
-    if inputs.mask is not None and inputs.regions is not None:
-        raise InputError("give either --mask or --regions, not both")
-    if inputs.regions is not None:
+    given = [inputs.mask is not None, inputs.regions is not None, bool(inputs.region_args)]
+    if sum(given) > 1:
+        raise InputError("give one of --mask, --regions or --region, not several")
+    understood: dict[str, str] = {}
+    if inputs.region_args:
+        regions, understood = regions_from_text(pano, inputs.region_args, inputs.seg_model)
+    elif inputs.regions is not None:
         regions = load_regions(inputs.regions, size)
     elif inputs.mask is not None:
         mask = load_mask(inputs.mask, size)
@@ -228,21 +265,49 @@ def load_inputs(inputs: Inputs, n_frames: int) -> Loaded:
             name=Path(inputs.mask).stem,
             motion=inputs.motion,
         )
+    elif still_ok:
+        regions = []  # a panorama made from text, nothing named to move: a still scene
     else:
         raise InputError(
-            "nothing to animate: give a mask (--mask M) or a region file (--regions R.json)"
+            "nothing to animate: give a mask (--mask M), a region file (--regions R.json) or "
+            "--region 'NAME: how it moves'"
         )
-    validate_regions(regions, size)
+    if regions:
+        validate_regions(regions, size)
     depth = None
     if inputs.depth is not None:
         depth = load_depth_frames(inputs.depth, size, n_frames)  # [T, H, W], NaN = invalid
-    return Loaded(pano, regions, depth)
+    return Loaded(pano, regions, depth, understood)
+
+
+def regions_from_text(
+    pano: Panorama, args: tuple[str, ...], seg_model: str | None
+) -> tuple[list[Region], dict[str, str]]:
+    """--region "NAME: PROMPT" -> regions found by NAME with the seg model, moving as the
+    prompt's words say (:mod:`engine.text.motion`), carrying the prompt for text models."""
+    from .text.motion import parse_motion, parse_region_arg
+    from .text.segment import clipseg_predictor, segment_on_sphere
+
+    try:
+        named = [parse_region_arg(a) for a in args]
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    predict = clipseg_predictor(seg_model or "")
+    masks, _ = segment_on_sphere(pano.rgb, [n for n, _ in named], predict)
+    regions, understood = [], {}
+    for (name, prompt), mask in zip(named, masks):
+        m = parse_motion(prompt)
+        regions.append(Region(name, mask, m.direction_deg, m.speed_deg_s, motion=m.motion,
+                              prompt=prompt))  # fmt: skip
+        understood[name] = m.summary()
+    return regions, understood
 
 
 def _fingerprint(inputs: Inputs, cfg: GenerateConfig) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode())
-    h.update(json.dumps([inputs.direction_deg, inputs.speed_deg_s, inputs.motion]).encode())
+    extra = [inputs.direction_deg, inputs.speed_deg_s, inputs.motion, list(inputs.region_args)]
+    h.update(json.dumps([*extra, inputs.seg_model]).encode())
     for p in (inputs.panorama, inputs.mask, inputs.regions, inputs.depth):
         h.update(b"|")
         if p is not None and Path(p).is_dir():  # per-frame depth: every file, in order
@@ -332,11 +397,17 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         timings[stage] = round(time.monotonic() - t0, 3)
 
 
-def _stage_progress(callback: ProgressCallback | None, cancel: CancelToken) -> dict[str, Progress]:
+def _stage_progress(
+    callback: ProgressCallback | None, cancel: CancelToken, text: bool = False
+) -> dict[str, Progress]:
+    """One reporter per stage, spanning its share of the whole run (the text stage only when
+    the panorama is generated)."""
+    used = [s for s in STAGES if text or s != "text"]
+    total = sum(_WEIGHTS[s] for s in used)
     out, start = {}, 0.0
-    for s in STAGES:
-        out[s] = Progress(s, callback, cancel, start, start + _WEIGHTS[s])
-        start += _WEIGHTS[s]
+    for s in used:
+        out[s] = Progress(s, callback, cancel, start, start + _WEIGHTS[s] / total)
+        start += _WEIGHTS[s] / total
     return out
 
 
@@ -351,12 +422,16 @@ def run(
 ) -> dict:
     """Generate a 4D scene from ``inputs`` into folder ``out``; returns the report dict."""
     cancel = cancel or CancelToken()
-    prog = _stage_progress(callback, cancel)
+    prog = _stage_progress(callback, cancel, cfg.text is not None)
     timings: dict[str, float] = {}
     out = Path(out)
+    notes: list[str] = []
+    if cfg.text is not None:
+        with _timed(timings, "text"):
+            inputs = text_stage(inputs, cfg.text, out, resume, prog["text"], notes)
     with _timed(timings, "load"):
         prog["load"].update(0.0, f"reading {Path(inputs.panorama).name}")
-        loaded = load_inputs(inputs, cfg.animate.frames)
+        loaded = load_inputs(inputs, cfg.animate.frames, still_ok=cfg.text is not None)
         if out.exists() and not out.is_dir():
             raise InputError(f"--out {out} exists and is not a folder")
         ckpt = Checkpoints(out, _fingerprint(inputs, cfg), resume)
@@ -374,6 +449,10 @@ def run(
     values.update(lift_metrics)
     values.update(_video_metrics(loaded.pano, video))
     values["source_size"] = f"{loaded.pano.width}x{loaded.pano.height}"
+    if loaded.understood:
+        values["regions_understood"] = loaded.understood
+    if notes:
+        values["notes"] = notes
     values["timings_s"] = timings
     values["peak_rss_mb"] = round(peak_rss_mb(), 1)
     on_cuda = values.pop("lift_device", "cpu").startswith("cuda")
@@ -381,6 +460,33 @@ def run(
     atomic_write_json(out / "report.json", values)
     ckpt.remove()
     return values
+
+
+def text_stage(
+    inputs: Inputs, cfg: TextPanoConfig, out: Path, resume: bool, progress: Progress, notes: list
+) -> Inputs:
+    """The panorama of ``cfg.prompt`` as OUT/panorama.png (reused by --resume when made from
+    the same settings); the inputs then read it like any panorama."""
+    from .text import generate_panorama
+
+    path, marker = out / "panorama.png", out / ".pano4d-text.json"
+    key = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    if resume and path.is_file() and marker.is_file() and marker.read_text() == key:
+        progress.update(1.0, "panorama from the previous run")
+        return dataclasses.replace(inputs, panorama=path)
+    rgb, _, model_notes = generate_panorama(cfg, progress)
+    notes.extend(model_notes)
+    import cv2
+
+    out.mkdir(parents=True, exist_ok=True)
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))  # OpenCV is BGR
+    if not ok:
+        raise OSError(f"cannot encode {path}")
+    atomic_write_bytes(path, png.tobytes())
+    atomic_write_bytes(marker, key.encode())
+    return dataclasses.replace(inputs, panorama=path)
 
 
 def animate_stage(

@@ -29,6 +29,7 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
             "rings": ((0.0, 4, 0.0),),
         },
         "wan": {"steps": 8, "view_size": 256, "fov_deg": 120.0, "rings": ((0.0, 4, 0.0),)},
+        "text": {"steps": 12, "size": (512, 1024), "two_pass": False},
     },
     # the default for 2048x1024 panoramas: at the input's resolution, 0.6 Gaussians per
     # input pixel, one cube map of training views, two refinement passes over it and 12

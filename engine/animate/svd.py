@@ -39,6 +39,7 @@ from ..sphere import ViewSetConfig
 from .base import PanoVideo, region_weights
 from .denoiser import DenoiserConfig, PanoramicDenoiser
 from .fusion import resize_wrapped
+from .schedulers.euler import k_diffusion_x0
 from .tiling import tiled_columns
 
 DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
@@ -251,14 +252,7 @@ class SVDModel:
         return self._x0(z.float(), out, sigma)
 
     def _x0(self, z: Tensor, out: Tensor, sigma: float) -> Tensor:
-        kind = self.scheduler.config.prediction_type
-        if kind == "epsilon":
-            return z - sigma * out
-        if kind == "v_prediction":
-            return out * (-sigma / math.sqrt(sigma**2 + 1)) + z / (sigma**2 + 1)
-        if kind == "sample":
-            return out
-        raise InputError(f"unsupported scheduler prediction_type {kind!r}")
+        return k_diffusion_x0(z, out, sigma, self.scheduler.config.prediction_type)
 
     # -- VAE ------------------------------------------------------------------------------
 

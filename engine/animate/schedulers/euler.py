@@ -32,3 +32,14 @@ class EulerSampler(Sampler):
         if kind == "v_prediction":  # x0 = -s / sqrt(s^2 + 1) v + sample / (s^2 + 1)
             return (sample / (s * s + 1) - x0) * ((s * s + 1) ** 0.5 / s)
         return x0
+
+
+def k_diffusion_x0(z: Tensor, out: Tensor, sigma: float, prediction_type: str) -> Tensor:
+    """x0 from a model output for z = x0 + sigma eps (the scheduler's ``prediction_type``)."""
+    if prediction_type == "epsilon":
+        return z - sigma * out
+    if prediction_type == "v_prediction":
+        return out * (-sigma / (sigma * sigma + 1) ** 0.5) + z / (sigma * sigma + 1)
+    if prediction_type in ("sample", "original_sample"):
+        return out
+    raise InputError(f"unsupported scheduler prediction_type {prediction_type!r}")
