@@ -103,7 +103,7 @@ def _generate(args: argparse.Namespace, inputs) -> int:
         size=_size_arg(getattr(args, "size", None)),
         seed=getattr(args, "seed", None),
     )
-    if inputs.region_args:  # the segmentation model, before anything is written
+    if inputs.region_args or inputs.seg_model:  # the seg model, before anything is written
         from .text.segment import require as require_seg
 
         require_seg(inputs.seg_model)
@@ -158,8 +158,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         )
     if args.panorama is not None and args.text_model:
         raise InputError("give a panorama or --text-model to make one, not both")
-    if args.seg_model and not args.region:
-        raise InputError("--seg-model finds the regions named by --region: give --region too")
+    if args.seg_model and not (args.region or args.regions):
+        raise InputError(
+            "--seg-model finds regions named by --region or a regions file's 'mask_prompt'"
+        )
     inputs = Inputs(
         panorama=Path(args.panorama) if args.panorama else None,
         region_args=tuple(args.region),

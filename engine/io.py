@@ -85,6 +85,12 @@ region:
     edge feather width in panorama pixels at full resolution, 0..1024.
 ``color`` (optional, default [255, 80, 80])
     UI colour, three integers 0..255.
+``prompt`` (optional)
+    what the region is and how it moves ("clouds drifting slowly to the left"): conditions
+    text video models, and when the entry gives none of ``motion``, ``direction_deg`` and
+    ``speed_deg_s`` its words set them (:mod:`engine.text.motion`).
+``mask_prompt`` (optional, instead of ``mask``)
+    what to select ("sky"): segmented on the panorama by the seg model (``--seg-model``).
 
 Any other key is an error, as are wrong types, non-finite numbers (JSON ``NaN``), values out
 of range, duplicate names, missing mask files and regions that are empty after resampling.
@@ -1150,6 +1156,7 @@ _REGION_FIELDS = (
     "feather_px",
     "color",
     "prompt",
+    "mask_prompt",
 )
 MOTIONS = ("flow", "sway")
 MAX_PROMPT_CHARS = 2000
@@ -1207,8 +1214,15 @@ def _label_channel(image: _Image, where: str) -> np.ndarray:
     return colour[:, :, 0]
 
 
-def load_regions(path: _PATHLIKE, size: tuple[int, int]) -> list[Region]:
-    """Read a ``pano4d-regions`` JSON file (format in the module docs) for a panorama size."""
+def load_regions(
+    path: _PATHLIKE,
+    size: tuple[int, int],
+    segment: Callable[[str], np.ndarray] | None = None,
+) -> list[Region]:
+    """Read a ``pano4d-regions`` JSON file (format in the module docs) for a panorama size.
+
+    ``segment(mask_prompt) -> [H, W] bool`` finds a region that has a ``mask_prompt`` and no
+    ``mask`` (a segmentation model on the panorama); without it such a region is refused."""
     size = _check_size_arg(size)
     doc = _read_json(path)
     if not isinstance(doc, dict):
@@ -1293,37 +1307,53 @@ def load_regions(path: _PATHLIKE, size: tuple[int, int]) -> list[Region]:
                 f"{where}: field 'label' must be null or an integer 0..{MAX_LABEL}, "
                 f"got {_json_type(label)}",
             )
-        mask_ref = item.get("mask")
-        if not isinstance(mask_ref, str) or not mask_ref.strip():
-            _fail(
-                path,
-                f"{where}: field 'mask' must be the path of a mask image, "
-                f"got {_json_type(mask_ref)}",
-            )
-        mask_path = os.path.normpath(os.path.join(folder, os.path.expanduser(mask_ref)))
-        if not os.path.isfile(mask_path):
-            what = "is a folder" if os.path.isdir(mask_path) else "not found"
-            _fail(path, f"{where}: mask file '{mask_ref}' {what} (looked for {mask_path})")
-        try:
-            image = cache.get(mask_path)
-            if label is None:
-                source = _binary_from_image(image)
-            else:
-                labels = _label_channel(image, mask_ref)
-                source = labels == label
-                if not source.any():
-                    present = np.unique(labels)
-                    shown = ", ".join(str(v) for v in present[:12].tolist())
-                    more = ", ..." if present.size > 12 else ""
-                    raise InputError(
-                        f"label {label} does not occur in mask file '{mask_ref}' "
-                        f"(values present: {shown}{more})"
-                    )
-        except InputError as exc:
-            _fail(path, f"{where}: {exc}")
-        if not source.any():
-            _fail(path, f"{where}: mask file '{mask_ref}' is empty (no nonzero pixel)")
+        mask_prompt = item.get("mask_prompt")
+        if mask_prompt is not None and (
+            not isinstance(mask_prompt, str) or not mask_prompt.strip()
+        ):
+            _fail(path, f"{where}: field 'mask_prompt' must be text, got {_json_type(mask_prompt)}")
+        if item.get("mask") is None and mask_prompt is not None:
+            if segment is None:
+                _fail(path, f"{where}: 'mask_prompt' needs a segmentation model (--seg-model)")
+            source = segment(mask_prompt.strip())
+        else:
+            mask_ref = item.get("mask")
+            if not isinstance(mask_ref, str) or not mask_ref.strip():
+                _fail(
+                    path,
+                    f"{where}: field 'mask' must be the path of a mask image, "
+                    f"got {_json_type(mask_ref)}",
+                )
+            mask_path = os.path.normpath(os.path.join(folder, os.path.expanduser(mask_ref)))
+            if not os.path.isfile(mask_path):
+                what = "is a folder" if os.path.isdir(mask_path) else "not found"
+                _fail(path, f"{where}: mask file '{mask_ref}' {what} (looked for {mask_path})")
+            try:
+                image = cache.get(mask_path)
+                if label is None:
+                    source = _binary_from_image(image)
+                else:
+                    labels = _label_channel(image, mask_ref)
+                    source = labels == label
+                    if not source.any():
+                        present = np.unique(labels)
+                        shown = ", ".join(str(v) for v in present[:12].tolist())
+                        more = ", ..." if present.size > 12 else ""
+                        raise InputError(
+                            f"label {label} does not occur in mask file '{mask_ref}' "
+                            f"(values present: {shown}{more})"
+                        )
+            except InputError as exc:
+                _fail(path, f"{where}: {exc}")
+            if not source.any():
+                _fail(path, f"{where}: mask file '{mask_ref}' is empty (no nonzero pixel)")
         mask = _resample_binary(source, size)
+        if prompt.strip() and not {"motion", "direction_deg", "speed_deg_s"} & set(item):
+            from .text.motion import parse_motion  # the prompt's words say how it moves
+
+            said = parse_motion(prompt)
+            motion, values["direction_deg"] = said.motion, said.direction_deg
+            values["speed_deg_s"] = said.speed_deg_s
         regions.append(
             Region(
                 name=name,

@@ -255,7 +255,7 @@ def load_inputs(inputs: Inputs, n_frames: int, still_ok: bool = False) -> Loaded
     if inputs.region_args:
         regions, understood = regions_from_text(pano, inputs.region_args, inputs.seg_model)
     elif inputs.regions is not None:
-        regions = load_regions(inputs.regions, size)
+        regions = load_regions(inputs.regions, size, _segmenter(pano, inputs.seg_model))
     elif inputs.mask is not None:
         mask = load_mask(inputs.mask, size)
         regions = regions_from_mask(
@@ -278,6 +278,16 @@ def load_inputs(inputs: Inputs, n_frames: int, still_ok: bool = False) -> Loaded
     if inputs.depth is not None:
         depth = load_depth_frames(inputs.depth, size, n_frames)  # [T, H, W], NaN = invalid
     return Loaded(pano, regions, depth, understood)
+
+
+def _segmenter(pano: Panorama, seg_model: str | None):
+    """``segment(mask_prompt) -> [H, W] bool`` on this panorama, or None without a model."""
+    if not seg_model:
+        return None
+    from .text.segment import clipseg_predictor, segment_on_sphere
+
+    predict = clipseg_predictor(seg_model)
+    return lambda prompt: segment_on_sphere(pano.rgb, [prompt], predict)[0][0]
 
 
 def regions_from_text(

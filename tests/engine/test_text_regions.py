@@ -139,3 +139,33 @@ def test_cli_region_found_by_name_and_moved_by_its_words(tmp_path, capsys, monke
     manifest = json.loads((out / "scene" / "manifest.json").read_text())
     (region,) = manifest["provenance"]["regions"]
     assert region["direction_deg"] == 180 and region["prompt"].startswith("clouds drifting")
+
+
+def test_regions_file_mask_prompt_and_prompt_words(tmp_path):
+    """A region with a 'mask_prompt' and no 'mask' is segmented; its 'prompt' sets the motion
+    when the file gives none; without a segmenter it is one clear error."""
+    import json
+
+    from engine.io import load_regions
+
+    doc = {"format": "pano4d-regions", "version": 1, "regions": [
+        {"name": "sky", "mask_prompt": "sky", "prompt": "clouds drifting slowly to the left"},
+        {"name": "band", "mask_prompt": "ground", "prompt": "leaves swaying", "speed_deg_s": 3},
+    ]}  # fmt: skip
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    rgb = _sky_panorama()
+    asked = []
+
+    def segment(prompt):
+        asked.append(prompt)
+        blue = (rgb[..., 2] > 150) & (rgb[..., 1] < 130)
+        return blue if prompt == "sky" else ~blue
+
+    sky, band = load_regions(path, rgb.shape[:2], segment)
+    assert asked == ["sky", "ground"]
+    assert (sky.motion, sky.direction_deg, sky.speed_deg_s) == ("flow", 180.0, 1.0)
+    assert sky.mask[0].all() and sky.prompt.startswith("clouds")
+    assert (band.motion, band.speed_deg_s) == ("flow", 3.0)  # explicit fields win
+    with pytest.raises(InputError, match="'mask_prompt' needs a segmentation model"):
+        load_regions(path, rgb.shape[:2])
