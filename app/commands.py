@@ -17,13 +17,18 @@ def cmd_view(args: argparse.Namespace) -> int:
         raise InputError(
             f"the viewer needs PySide6 and Qt's xcb libraries ({e}); run scripts/setup.sh"
         ) from None
-    return run_viewer(args.scene)
+    return run_viewer(args.scene, args.axes)
 
 
 def register(sub) -> None:
     """Add ``view SCENE`` to the CLI's subparsers."""
     v = sub.add_parser("view", help="open the real-time viewer window with a time slider")
     v.add_argument(
-        "scene", help="a scene folder, a generate output folder, a 3DGS .ply or a PLY sequence"
+        "scene",
+        help="a scene folder, a generate output folder, a splat file (.ply, .compressed.ply, "
+        ".spz, .splat, .glb) or a PLY sequence",
     )
+    from engine.cli import add_axes_option
+
+    add_axes_option(v)
     v.set_defaults(func=cmd_view)

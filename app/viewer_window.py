@@ -23,14 +23,15 @@ from .viewer_panel import ViewerPanel
 __all__ = ["ViewerWindow", "default_surface_format", "open_any", "run_viewer"]
 
 
-def open_any(path: str | os.PathLike[str]) -> Scene4D:
-    """A scene from a native/generate folder, a 3DGS .ply or a folder of frame PLYs.
+def open_any(path: str | os.PathLike[str], axes: str = "auto") -> Scene4D:
+    """A scene from a native/generate folder, a splat file (.ply, .compressed.ply, .spz,
+    .splat, .glb) or a folder of frame PLYs (``axes``: see engine.splats).
 
     Raises InputError / FormatError (one line) for anything unusable."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
-    return open_scene(p)
+    return open_scene(p, axes=axes)
 
 
 class ViewerWindow(QMainWindow):
@@ -163,9 +164,9 @@ def _check_gl() -> None:
         raise InputError(f"OpenGL {version[0]}.{version[1]} only; the viewer needs 4.3+ core")
 
 
-def run_viewer(path: str | os.PathLike[str] | None) -> int:
+def run_viewer(path: str | os.PathLike[str] | None, axes: str = "auto") -> int:
     """Open the viewer window on ``path`` (None: empty window) and run Qt's event loop."""
-    scene = open_any(path) if path is not None else None  # bad input: one line, exit 2
+    scene = open_any(path, axes) if path is not None else None  # bad input: one line, exit 2
     _check_display()
     QSurfaceFormat.setDefaultFormat(default_surface_format())  # before the QApplication
     app = QApplication.instance()

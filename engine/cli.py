@@ -218,28 +218,75 @@ def scene_folder(path: str) -> Path:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .scene import scene_info
+    from .scene import MANIFEST, open_scene, scene_info
 
-    info = scene_info(scene_folder(args.scene))
+    folder = scene_folder(args.scene)
+    if folder.is_dir() and (folder / MANIFEST).is_file():
+        info = scene_info(folder)
+    else:  # a splat file or a PLY sequence: read it
+        scene = open_scene(args.scene, axes=args.axes)
+        lo, hi = scene.bounds()
+        info = {
+            "path": str(Path(args.scene)),
+            "format": _format_name(Path(args.scene)),
+            "axes_in_file": scene.meta.get("axes"),
+            "frames": scene.n_frames,
+            "fps": scene.fps,
+            "sh_degree": scene.static.sh_degree,
+            "gaussians": {"static": len(scene.static), "dynamic_per_frame": len(scene.dynamic[0])},
+            "bounds": {"min": lo, "max": hi},
+            "bytes_on_disk": _bytes(Path(args.scene)),
+        }
     print(json.dumps(info, indent=2, default=str))
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from .scene import export_ply_sequence, load_scene
+def _format_name(p: Path) -> str:
+    if p.is_dir():
+        return "PLY sequence"
+    name = p.name.lower()
+    kinds = {".compressed.ply": "compressed PLY", ".ply": "3DGS PLY", ".spz": "SPZ",
+             ".splat": "splat", ".glb": "glTF (KHR_gaussian_splatting)"}  # fmt: skip
+    return next((what for suffix, what in kinds.items() if name.endswith(suffix)), p.suffix)
 
-    scene = load_scene(scene_folder(args.scene))
+
+def _bytes(p: Path) -> int:
+    return (
+        sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        if p.is_dir()
+        else p.stat().st_size
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .scene import open_scene
+    from .splats import write_splats
+
+    scene = open_scene(scene_folder(args.scene), axes=args.axes)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
-    if args.format == "ply":
-        bar = TerminalProgress()
-        try:
-            paths = export_ply_sequence(scene, out, progress=bar)
-        finally:
-            bar.close()
-        print(f"wrote {len(paths)} PLY files to {out}")
+    bar = TerminalProgress()
+    try:
+        paths = write_splats(scene, out, args.format, axes=args.out_axes, frame=args.frame,
+                             progress=bar)  # fmt: skip
+    finally:
+        bar.close()
+    total = sum(_bytes(p) for p in paths)
+    frames = scene.n_frames if len(paths) > 1 or args.format == "native" else 1
+    print(f"wrote {len(paths)} file(s) to {out}: {total / 1e6:.1f} MB, "
+          f"{total / max(1, frames) / 1e6:.2f} MB per frame")  # fmt: skip
     return 0
+
+
+def add_axes_option(parser: argparse.ArgumentParser) -> None:
+    """--axes: how an opened splat file is stored (auto: its header, else its format's
+    convention; see engine.splats)."""
+    parser.add_argument(
+        "--axes",
+        default="auto",
+        choices=["auto", "y-up", "y-down"],
+        help="the input file's up axis: auto (its header, else the format's convention: 3DGS "
+        "files y-down, glTF and native scenes y-up)",
+    )
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -392,14 +439,28 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
     add_run_options(g, None)
     g.set_defaults(func=cmd_generate)
 
-    e = sub.add_parser("export", help="export a scene to other formats")
-    e.add_argument("scene")
-    e.add_argument("--format", default="ply", choices=["ply"])
+    e = sub.add_parser("export", help="write a scene in the splat formats other tools open")
+    e.add_argument("scene", help="a scene folder, generate output, splat file or PLY sequence")
+    e.add_argument(
+        "--format",
+        default="ply",
+        choices=["ply", "sequence", "compressed-ply", "spz", "splat", "glb", "native"],
+        help="sequence (or ply to a folder): frame_NNNN.ply for SuperSplat's flipbook; ply to "
+        "a .ply file, compressed-ply, spz, splat, glb: one frame (--frame); native: a scene folder",
+    )
     e.add_argument("--out", required=True)
+    e.add_argument("--frame", type=int, default=0, help="the frame of the one-frame formats")
+    e.add_argument(
+        "--out-axes",
+        choices=["y-down", "y-up"],
+        help="how the 3DGS formats store it (default y-down, their convention; glb is y-up)",
+    )
+    add_axes_option(e)
     e.set_defaults(func=cmd_export)
 
-    i = sub.add_parser("info", help="print a scene's manifest summary")
+    i = sub.add_parser("info", help="print a scene's or splat file's summary")
     i.add_argument("scene")
+    add_axes_option(i)
     i.set_defaults(func=cmd_info)
     for plugin in plugins:
         plugin(sub)

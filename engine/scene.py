@@ -90,9 +90,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
-import numpy as np
 import safetensors.torch
 import torch
 from safetensors import SafetensorError, safe_open
@@ -100,9 +99,10 @@ from torch import Tensor
 
 from . import __version__
 from .errors import FormatError, InputError
-from .fsutil import atomic_dir, atomic_file, fsync_file, readable_by_all, to_json, tree_size
+from .fsutil import atomic_dir, fsync_file, readable_by_all, to_json, tree_size
 from .gaussians import Gaussians
 from .progress import Progress, ProgressCallback
+from .splats.ply import ply_property_names, read_ply, write_ply  # noqa: F401 (re-exported)
 
 FORMAT_NAME = "pano4d-scene"
 FORMAT_VERSION = 2  # written; versions 1 and 2 are read
@@ -119,7 +119,6 @@ CONVENTIONS = {
 FIELDS = ("means", "quats", "log_scales", "opacities", "sh")
 FP16_MAX = 65504.0
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
-_PLY_CHUNK = 1 << 20  # rows converted at a time when writing PLY (bounds peak memory)
 
 PathLike = str | os.PathLike[str]
 
@@ -598,62 +597,9 @@ def scene_info(folder: PathLike) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- PLY
-
-
-def ply_property_names(sh_degree: int) -> list[str]:
-    """The standard 3DGS vertex property names, in file order, for an SH degree."""
-    n_rest = 3 * ((sh_degree + 1) ** 2 - 1)
-    return [
-        *("x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"),
-        *(f"f_rest_{i}" for i in range(n_rest)),
-        *("opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"),
-    ]
-
-
-def _ply_header(n: int, sh_degree: int) -> bytes:
-    lines = ["ply", "format binary_little_endian 1.0", f"comment Pano4D {__version__}"]
-    lines.append(f"element vertex {n}")
-    lines += [f"property float {name}" for name in ply_property_names(sh_degree)]
-    lines.append("end_header")
-    return ("\n".join(lines) + "\n").encode("ascii")
-
-
-def _ply_rows(g: Gaussians, start: int, stop: int) -> np.ndarray:
-    """Rows [start, stop) of ``g`` as a C-contiguous little-endian float32 [n, P] array."""
-    sh = g.sh[start:stop].detach().cpu().float()
-    n = sh.shape[0]
-    cols = [
-        g.means[start:stop].detach().cpu().float(),
-        torch.zeros(n, 3),
-        sh[:, 0, :],
-        sh[:, 1:, :].transpose(1, 2).reshape(n, -1),  # channel-major f_rest
-        g.opacities[start:stop].detach().cpu().float()[:, None],
-        g.log_scales[start:stop].detach().cpu().float(),
-        g.quats[start:stop].detach().cpu().float(),
-    ]
-    return np.ascontiguousarray(torch.cat(cols, 1).numpy(), dtype="<f4")
-
-
-def _write_ply_rows(f: BinaryIO, sets: Iterable[Gaussians]) -> None:
-    for g in sets:
-        for start in range(0, len(g), _PLY_CHUNK):
-            f.write(_ply_rows(g, start, min(start + _PLY_CHUNK, len(g))).data)
-
-
-def _write_ply_sets(path: PathLike, sets: list[Gaussians]) -> None:
-    """Write the concatenation of ``sets`` (same SH degree) as one PLY, atomically."""
-    degree = sets[0].sh_degree
-    if any(g.sh_degree != degree for g in sets):
-        raise ValueError("all sets written to one PLY must share one SH degree")
-    with atomic_file(path, suffix=".ply") as tmp, open(tmp, "wb") as f:
-        f.write(_ply_header(sum(len(g) for g in sets), degree))
-        _write_ply_rows(f, sets)
-
-
-def write_ply(path: PathLike, g: Gaussians) -> None:
-    """Write ``g`` as a standard binary 3DGS PLY (atomically; see the module docstring)."""
-    _write_ply_sets(path, [g])
+# --------------------------------------------------------------------------- PLY and others
+# The formats of the splat ecosystem live in engine.splats (one module per format); these
+# names stay here for the callers that know them.
 
 
 def export_ply_sequence(
@@ -661,156 +607,24 @@ def export_ply_sequence(
     out_dir: PathLike,
     *,
     progress: Progress | ProgressCallback | None = None,
+    axes: str = "y-down",
 ) -> list[Path]:
-    """Write ``frame_0000.ply``, ``frame_0001.ply``, ... (static + that frame's dynamic set).
+    """Write ``frame_0000.ply``, ... (static + that frame's dynamic set; fps and axes in the
+    headers). ``progress``: a :class:`Progress` or a ``(stage, fraction, message)`` callback
+    (stage ``"export"``); a cancelled token stops between frames."""
+    from .splats import write_splats
 
-    ``out_dir`` is created if needed; each file is written atomically. ``progress`` is a
-    :class:`Progress` or a ``(stage, fraction, message)`` callback (stage ``"export"``);
-    a cancelled token stops between frames with :class:`~engine.errors.Cancelled`.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rep = _reporter(progress, "export")
-    paths = []
-    for t, dyn in enumerate(scene.dynamic):
-        if rep:
-            rep.update(t / scene.n_frames, f"PLY frame {t + 1}/{scene.n_frames}")
-        path = out / f"frame_{t:04d}.ply"
-        _write_ply_sets(path, [scene.static, dyn])
-        paths.append(path)
-    if rep:
-        rep.update(1.0, f"wrote {len(paths)} PLY files")
-    return paths
-
-
-_PLY_REQUIRED = [
-    *("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity"),
-    *("scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"),
-]
-
-
-def _ply_vertices(path: Path) -> np.ndarray:
-    from plyfile import PlyData
-
-    if not path.is_file():
-        raise _fail(path, "no such file")
-    try:
-        ply = PlyData.read(str(path))
-    except Exception as e:  # plyfile raises many types for malformed input
-        raise _fail(path, f"not a readable PLY file ({type(e).__name__}: {e})") from None
-    if "vertex" not in ply:
-        raise _fail(path, "no 'vertex' element (not a Gaussian splat PLY)")
-    return ply["vertex"].data
-
-
-def _rest_count(path: Path, names: tuple[str, ...]) -> int:
-    rest = sorted(int(n[7:]) for n in names if n.startswith("f_rest_") and n[7:].isdigit())
-    if rest != list(range(len(rest))):
-        raise _fail(path, "f_rest_* properties are not numbered 0..M-1")
-    if len(rest) not in (0, 9, 24, 45):
-        raise _fail(path, f"{len(rest)} f_rest properties (expected 0, 9, 24 or 45: SH 0..3)")
-    return len(rest)
-
-
-def read_ply(path: PathLike) -> Gaussians:
-    """Read a standard 3DGS PLY into float32 :class:`Gaussians` (SH degree from f_rest count)."""
-    path = Path(path)
-    v = _ply_vertices(path)
-    names = v.dtype.names or ()
-    missing = [n for n in _PLY_REQUIRED if n not in names]
-    if missing:
-        raise _fail(path, f"missing 3DGS properties: {', '.join(missing)}")
-    n_rest = _rest_count(path, names)
-    wanted = [n for n in ply_property_names(0) if n not in ("nx", "ny", "nz")]
-    wanted[6:6] = [f"f_rest_{i}" for i in range(n_rest)]
-    try:
-        cols = np.stack([np.asarray(v[n], dtype=np.float32) for n in wanted], 1)
-    except (ValueError, TypeError) as e:
-        raise _fail(path, f"non-numeric 3DGS property ({e})") from None
-    bad = ~np.isfinite(cols).all(0)
-    if bad.any():
-        raise _fail(path, f"non-finite values in property '{wanted[int(np.argmax(bad))]}'")
-    a = torch.from_numpy(cols)
-    n, k = a.shape[0], n_rest // 3 + 1
-    rest = a[:, 6 : 6 + n_rest].reshape(n, 3, k - 1).transpose(1, 2)
-    sh = torch.cat([a[:, 3:6][:, None, :], rest], 1).contiguous()
-    tail = a[:, 6 + n_rest :]
-    return Gaussians(
-        means=a[:, 0:3].contiguous(),
-        quats=tail[:, 4:8].contiguous(),
-        log_scales=tail[:, 1:4].contiguous(),
-        opacities=tail[:, 0].contiguous(),
-        sh=sh,
-    )
+    return write_splats(scene, out_dir, "sequence", axes=axes, progress=progress)
 
 
 # --------------------------------------------------------------------------- opening anything
 
 
-def _common_prefix(frames: list[Gaussians]) -> int:
-    """Number of leading Gaussians identical (every field) in all frames."""
-    n = min(len(f) for f in frames)
-    if n == 0 or len(frames) < 2:
-        return 0
-    same = torch.ones(n, dtype=torch.bool)
-    first = frames[0].tensors()
-    for f in frames[1:]:
-        for name, t in f.tensors().items():
-            same &= (t[:n] == first[name][:n]).reshape(n, -1).all(dim=1)
-    bad = torch.nonzero(~same)
-    return int(bad[0]) if len(bad) else n
+def open_scene(path: PathLike, *, fps: float = 8.0, axes: str = "auto") -> Scene4D:
+    """Open whatever a user points the viewer, ``render`` or ``info`` at, as a Scene4D: a
+    native scene folder (or a ``generate`` output folder holding one in ``scene/``), a
+    splat file (.ply, .compressed.ply, .spz, .splat, .glb) or a folder of
+    ``frame_0000.ply``, ... (:func:`engine.splats.open_splats`). One line on error."""
+    from .splats import open_splats
 
-
-def _ply_sequence(folder: Path) -> list[Path]:
-    """frame_NNNN.ply files of a folder, in frame order (numbers must run 0, 1, 2, ...)."""
-    found = {}
-    for p in folder.glob("frame_*.ply"):
-        stem = p.stem.removeprefix("frame_")
-        if stem.isdigit():
-            found[int(stem)] = p
-    if not found:
-        return []
-    numbers = sorted(found)
-    if numbers != list(range(len(numbers))):
-        missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))[:5]
-        raise FormatError(f"{folder}: PLY sequence has gaps (missing frame(s) {missing})")
-    return [found[i] for i in numbers]
-
-
-def open_scene(path: PathLike, *, fps: float = 8.0) -> Scene4D:
-    """Open whatever a user points the viewer or ``render`` at, as a Scene4D:
-
-    - a native scene folder (``manifest.json``), or a ``generate`` output folder holding one
-      in ``scene/``;
-    - a single standard 3DGS ``.ply``: one static set, one frame;
-    - a folder of ``frame_0000.ply``, ``frame_0001.ply``, ...: a 4D sequence (``fps`` frames
-      per second). Gaussians that are identical and in the same place at the start of every
-      frame (as in Pano4D's own export: static set first) become the static set, the rest
-      the per-frame dynamic sets.
-
-    Anything else raises :class:`FormatError` with one line.
-    """
-    p = Path(path)
-    if p.is_dir() and (p / MANIFEST).exists():
-        return load_scene(p)
-    if p.is_dir() and (p / "scene" / MANIFEST).is_file():
-        return load_scene(p / "scene")
-    if p.is_file() and p.suffix.lower() == ".ply":
-        g = read_ply(p)
-        return Scene4D(g, [Gaussians.empty(g.sh_degree)], fps, {"source": str(p)})
-    if p.is_dir():
-        files = _ply_sequence(p)
-        if files:
-            frames = [read_ply(f) for f in files]
-            if len({f.sh_degree for f in frames}) != 1:
-                raise FormatError(f"{p}: the PLY frames have different SH degrees")
-            k = _common_prefix(frames)
-            static = Gaussians(**{n: t[:k] for n, t in frames[0].tensors().items()})
-            dynamic = [Gaussians(**{n: t[k:] for n, t in f.tensors().items()}) for f in frames]
-            return Scene4D(static, dynamic, fps, {"source": str(p), "frames": len(files)})
-        raise FormatError(
-            f"{p}: not a Pano4D scene (no manifest.json) and no frame_0000.ply sequence in it"
-        )
-    if not p.exists():
-        raise FormatError(f"{p}: not found")
-    raise FormatError(f"{p}: not a scene folder or a .ply file")
+    return open_splats(path, fps=fps, axes=axes)

@@ -170,13 +170,14 @@ def write_mp4(
     *,
     spherical: bool = False,
     crf: int = 18,
-    faststart: bool = False,
+    faststart: bool = True,
     progress: Progress | ProgressCallback | None = None,
 ) -> Path:
     """Encode uint8 ``[H, W, 3]`` RGB frames to an H.264 MP4 at ``path`` (atomically).
 
     ``spherical`` adds 360° equirectangular metadata (V1 and V2, see the module docstring).
-    ``faststart`` puts the index (``moov``) before the media data for web streaming.
+    ``faststart`` (the default) puts the index (``moov``) before the media data, so a web
+    page or a headset can start playing before the whole file has arrived.
     ``progress`` is a :class:`Progress` or a ``(stage, fraction, message)`` callback
     (stage ``"video"``); the fraction is known only when ``frames`` has a length.
     The parent folder is created if needed. Returns ``path``.

@@ -73,7 +73,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise InputError(
             f"--out {args.out}: expected a .mp4 file or a folder (DIR/) for PNG frames"
         )
-    scene = open_scene(args.scene)
+    scene = open_scene(args.scene, axes=args.axes)
     if args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
     views = make_tour(args.tour, args.frames, args.size, args.fov)
@@ -108,8 +108,12 @@ def register(sub) -> None:
     """Add the viewer's commands to the CLI's subparsers."""
     r = sub.add_parser("render", help="render a camera tour of a scene to an MP4")
     r.add_argument(
-        "scene", help="a scene folder, a generate output folder, a .ply or a frame_*.ply folder"
+        "scene",
+        help="a scene folder, a generate output folder, a splat file or a frame_*.ply folder",
     )
+    from engine.cli import add_axes_option
+
+    add_axes_option(r)
     r.add_argument(
         "--out", required=True, help="output .mp4, or a folder DIR/ for lossless PNG frames"
     )

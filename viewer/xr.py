@@ -1008,7 +1008,7 @@ def cmd_xr(args: Any) -> int:
 
     if args.frames is not None and args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
-    scene = open_scene(args.scene)
+    scene = open_scene(args.scene, axes=args.axes)
     if args.monado:
         os.environ.update(monado_env(controllers=True))
     config = XrConfig(frames=args.frames, reference_space=args.space, binding=args.binding)
@@ -1029,8 +1029,12 @@ def register_xr(sub: Any) -> None:
     """Add the ``xr`` command to the CLI's subparsers."""
     x = sub.add_parser("xr", help="explore a scene in an OpenXR headset (SteamVR, Monado)")
     x.add_argument(
-        "scene", help="a scene folder, a generate output folder, a .ply or a frame_*.ply folder"
+        "scene",
+        help="a scene folder, a generate output folder, a splat file or a frame_*.ply folder",
     )
+    from engine.cli import add_axes_option
+
+    add_axes_option(x)
     x.add_argument("--frames", type=int, help="render this many frames, then exit")
     x.add_argument(
         "--monado",

@@ -553,7 +553,7 @@ BAD_PLY = {
     "binary garbage": (lambda p: p.write_bytes(os.urandom(500)), "not a readable PLY"),
     "truncated": (_truncated, "not a readable PLY"),
     "missing rot_3": (lambda p: _plyfile_write(p, _columns(drop="rot_3")), "rot_3"),
-    "nan": (_with_nan, "non-finite"),
+    "nan": (_with_nan, "NaN in property 'scale_1'"),
     "f_rest count": (_bad_rest, "f_rest"),
     "no vertex": (
         lambda p: PlyData([PlyElement.describe(np.zeros(2, dtype=[("a", "f4")]), "face")]).write(
@@ -587,10 +587,13 @@ def test_export_ply_sequence(tmp_path):
     paths = export_ply_sequence(s, tmp_path / "out", progress=lambda st, f, m: seen.append(f))
     assert [p.name for p in paths] == ["frame_0000.ply", "frame_0001.ply", "frame_0002.ply"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [p.name for p in paths]
+    from engine.splats.axes import flip
+
     for t, p in enumerate(paths):
-        v = PlyData.read(str(p))["vertex"]
-        assert v.count == 50 + len(s.dynamic[t])
-        assert_sets_equal(s.frame(t), read_ply(p))
+        ply = PlyData.read(str(p))
+        assert ply["vertex"].count == 50 + len(s.dynamic[t])
+        assert "axes y-down" in ply.comments and f"fps {s.fps:g}" in ply.comments
+        assert_sets_equal(flip(s.frame(t)), read_ply(p))  # the 3DGS convention, y down
     assert seen[-1] == 1.0 and seen == sorted(seen)
 
 
@@ -751,7 +754,7 @@ def test_open_scene_accepts_folder_output_ply_and_sequence(tmp_path):
     # PLY sequence as exported: static first, so the split is recovered exactly
     export_ply_sequence(sc, tmp_path / "ply")
     seq = scene.open_scene(tmp_path / "ply", fps=10)
-    assert seq.n_frames == 3 and seq.fps == 10
+    assert seq.n_frames == 3 and seq.fps == sc.fps  # the headers' fps wins over the default
     assert len(seq.static) == len(sc.static)
     for t in range(3):
         assert torch.allclose(seq.frame(t).means, sc.frame(t).means)
@@ -770,7 +773,7 @@ def test_open_scene_errors_are_one_line(tmp_path):
         (tmp_path / "gap", "gaps"),
         (tmp_path / "empty", "not a Pano4D scene"),
         (tmp_path / "nope", "not found"),
-        (tmp_path / "x.txt", "not a scene"),
+        (tmp_path / "x.txt", "unknown splat format '.txt'"),
         (tmp_path / "bad.ply", "bad.ply"),
     ]:
         with pytest.raises(FormatError, match=match) as e:

@@ -225,3 +225,13 @@ def test_has_spherical_metadata_rejects_non_mp4(tmp_path):
         has_spherical_metadata(tmp_path / "x.mp4")
     with pytest.raises(FileNotFoundError):
         read_mp4(tmp_path / "none.mp4")
+
+
+def test_mp4s_are_faststart_by_default(tmp_path):
+    """The index (moov) precedes the media data (mdat) at the top level: a browser or a
+    headset starts playing before the whole file has arrived."""
+    frames = [gradient(32, 64, s) for s in range(4)]
+    for kw in ({}, {"spherical": True}):
+        path = write_mp4(tmp_path / "v.mp4", frames, 24.0, **kw)
+        top = [p[0] for p, _, _ in boxes(path) if len(p) == 1]
+        assert top.index(b"moov") < top.index(b"mdat"), top

@@ -1,0 +1,262 @@
+"""Splat files both ways (engine.splats): the axes flip against independent geometry, third-
+party PLY quirks, each written format read back by an independent reader (plyfile, gsply,
+numpy for .splat, pygltflib for the glTF structure) within the format's own quantisation,
+and the command line's export / info over every format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from plyfile import PlyData, PlyElement
+
+from engine import cli
+from engine.errors import FormatError
+from engine.gaussians import SH_C0, Gaussians
+from engine.lift.raster import quat_to_rotmat
+from engine.lift.sh import eval_sh
+from engine.scene import Scene4D, open_scene, save_scene
+from engine.splats import open_splats, write_splats
+from engine.splats.axes import flip
+from engine.splats.ply import LOGIT_MAX, read_ply
+
+
+def _set(n=200, degree=3, seed=0) -> Gaussians:
+    g = torch.Generator().manual_seed(seed)
+    k = (degree + 1) ** 2
+    q = torch.randn(n, 4, generator=g)
+    return Gaussians(
+        means=torch.randn(n, 3, generator=g) * 2,
+        quats=q / q.norm(dim=1, keepdim=True),
+        log_scales=torch.randn(n, 3, generator=g) * 0.3 - 3,
+        opacities=torch.randn(n, generator=g) * 2,
+        sh=torch.cat(
+            [torch.rand(n, 1, 3, generator=g) * 2 - 1, torch.randn(n, k - 1, 3, generator=g) * 0.2],
+            1,
+        ),
+    )
+
+
+def _scene(frames=3) -> Scene4D:
+    dyn = [_set(50, 3, seed=10 + t) for t in range(frames)]
+    return Scene4D(_set(200, 3), dyn, 12.0, {"source": "test"})
+
+
+def test_flip_turns_the_scene_180_degrees_about_x():
+    """Reference geometry: positions and covariances by F = diag(1, -1, -1); the SH colour in
+    direction d after the flip equals the colour in direction F d before (eval_sh)."""
+    g = _set(64, 3)
+    f = flip(g)
+    F = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
+    torch.testing.assert_close(f.means, g.means @ F)
+
+    def cov(x):
+        return (
+            quat_to_rotmat(x.quats)
+            @ torch.diag_embed(x.log_scales.exp() ** 2)
+            @ quat_to_rotmat(x.quats).transpose(1, 2)
+        )  # noqa: E731
+
+    torch.testing.assert_close(cov(f), F @ cov(g) @ F, atol=1e-6, rtol=1e-5)
+    d = torch.nn.functional.normalize(
+        torch.randn(64, 3, generator=torch.Generator().manual_seed(1)), dim=1
+    )
+    torch.testing.assert_close(eval_sh(3, f.sh, d), eval_sh(3, g.sh, d @ F), atol=1e-5, rtol=1e-5)
+    back = flip(f, inverse=True)  # back again, bit for bit
+    for name, t in g.tensors().items():
+        assert torch.equal(getattr(back, name), t), name
+    torch.testing.assert_close(flip(f).quats, -g.quats)  # twice the same way: -q, same rotation
+
+
+def _plyfile_write(path, g: Gaussians, dtype="f4", opacity=None):
+    sh = g.sh.numpy()
+    n, k = sh.shape[:2]
+    cols = {"x": g.means[:, 0], "y": g.means[:, 1], "z": g.means[:, 2]}
+    cols.update({f"f_dc_{c}": sh[:, 0, c] for c in range(3)})
+    rest = sh[:, 1:].transpose(0, 2, 1).reshape(n, -1)
+    cols.update({f"f_rest_{i}": rest[:, i] for i in range(rest.shape[1])})
+    cols["opacity"] = g.opacities.numpy() if opacity is None else opacity
+    cols.update({f"scale_{i}": g.log_scales[:, i] for i in range(3)})
+    cols.update({f"rot_{i}": g.quats[:, i] for i in range(4)})
+    arr = np.zeros(n, dtype=[(name, dtype) for name in cols])
+    for name, v in cols.items():
+        arr[name] = np.asarray(v)
+    PlyData([PlyElement.describe(arr, "vertex")]).write(str(path))
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+@pytest.mark.parametrize("dtype", ["f4", "f8"])
+def test_third_party_ply_any_degree_and_type_opens_upright(tmp_path, degree, dtype):
+    g = _set(40, degree)
+    _plyfile_write(tmp_path / "cap.ply", g, dtype)
+    scene = open_splats(tmp_path / "cap.ply")  # no axes comment: the 3DGS convention, y down
+    assert scene.meta["axes"] == "y-down" and scene.static.sh_degree == degree
+    torch.testing.assert_close(scene.static.means, flip(g, inverse=True).means)
+    as_is = open_splats(tmp_path / "cap.ply", axes="y-up")
+    torch.testing.assert_close(as_is.static.sh, g.sh)
+
+
+def test_infinite_opacity_is_clamped_and_nan_refused(tmp_path):
+    g = _set(6, 0)
+    op = g.opacities.numpy().copy()
+    op[0], op[1] = np.inf, -np.inf
+    _plyfile_write(tmp_path / "inf.ply", g, opacity=op)
+    r = read_ply(tmp_path / "inf.ply")
+    assert float(r.opacities[0]) == pytest.approx(LOGIT_MAX) and float(
+        r.opacities[1]
+    ) == pytest.approx(-LOGIT_MAX)
+    assert torch.sigmoid(r.opacities[0]) > 0.9999 and torch.isfinite(r.opacities).all()
+    op[2] = np.nan
+    _plyfile_write(tmp_path / "nan.ply", g, opacity=op)
+    with pytest.raises(FormatError, match="NaN in property 'opacity'"):
+        read_ply(tmp_path / "nan.ply")
+
+
+def _quat_close(a: torch.Tensor, b: torch.Tensor, tol: float):
+    a = a / a.norm(dim=1, keepdim=True)
+    b = b / b.norm(dim=1, keepdim=True)
+    assert float((1 - (a * b).sum(1).abs()).max()) < tol
+
+
+@pytest.mark.parametrize(
+    "fmt, suffix, pos_tol, colour_tol",
+    [
+        ("ply", ".ply", 0.0, 0.0),
+        ("compressed-ply", ".compressed.ply", 2e-3, 2e-2),  # 11/10-bit positions per chunk
+        ("spz", ".spz", 2e-3, 2e-2),  # 24-bit fixed point, 8-bit colour
+        ("splat", ".splat", 1e-6, 3e-3),  # float32 position, 8-bit colour
+        ("glb", ".glb", 0.0, 1e-6),
+    ],
+)
+def test_each_written_format_opens_again_within_its_quantisation(
+    tmp_path, fmt, suffix, pos_tol, colour_tol
+):
+    scene = _scene()
+    out = tmp_path / f"frame{suffix}"
+    (path,) = write_splats(scene, out, fmt, frame=1)
+    back = open_splats(path)  # read into Pano4D's axes again: the flip undone
+    want = scene.frame(1)
+    assert len(back.static) == len(want)
+    span = float((want.means.max(0).values - want.means.min(0).values).max())
+    assert float((back.static.means - want.means).abs().max()) <= pos_tol * span + 1e-6
+    rgb = lambda g: (0.5 + SH_C0 * g.sh[:, 0]).clamp(0, 1)  # noqa: E731
+    assert float((rgb(back.static) - rgb(want)).abs().max()) <= colour_tol + 1e-6
+    _quat_close(back.static.quats, want.quats, 2e-3 if fmt in ("ply", "glb") else 0.02)
+
+
+def test_written_files_read_by_independent_readers(tmp_path):
+    """plyfile for PLY (header comments, y-down), gsply for compressed PLY and SPZ, numpy for
+    .splat's 32-byte records, pygltflib for the glTF structure."""
+    import gsply
+    import pygltflib
+
+    scene = _scene()
+    want = flip(scene.frame(0))  # what a 3DGS tool should see
+    write_splats(scene, tmp_path / "a.ply", "ply")
+    ply = PlyData.read(str(tmp_path / "a.ply"))
+    assert {"axes y-down", "fps 12", "frame 0"} <= set(ply.comments)
+    np.testing.assert_array_equal(ply["vertex"]["y"], want.means[:, 1].numpy())
+    write_splats(scene, tmp_path / "a.compressed.ply", "compressed-ply")
+    gd = gsply.plyread(tmp_path / "a.compressed.ply")
+    assert len(gd.means) == len(want) and np.abs(gd.means - want.means.numpy()).max() < 0.05
+    write_splats(scene, tmp_path / "a.spz", "spz")
+    sd = gsply.read_spz(tmp_path / "a.spz")
+    assert np.abs(sd.means - want.means.numpy()).max() < 0.01
+    write_splats(scene, tmp_path / "a.splat", "splat")
+    rec = np.fromfile(
+        tmp_path / "a.splat",
+        dtype=[("p", "<f4", 3), ("s", "<f4", 3), ("c", "u1", 4), ("r", "u1", 4)],
+    )
+    np.testing.assert_allclose(rec["p"], want.means.numpy(), atol=1e-6)
+    np.testing.assert_allclose(rec["s"], want.log_scales.exp().numpy(), rtol=1e-6)
+    write_splats(scene, tmp_path / "a.glb", "glb")
+    gl = pygltflib.GLTF2().load(str(tmp_path / "a.glb"))
+    prim = gl.meshes[0].primitives[0]
+    assert prim.mode == 0 and "KHR_gaussian_splatting" in prim.extensions
+    assert prim.extensions["KHR_gaussian_splatting"]["kernel"] == "ellipse"
+    attrs = (
+        json.loads(prim.attributes.to_json())
+        if hasattr(prim.attributes, "to_json")
+        else prim.attributes.__dict__
+    )
+    names = set(attrs) | set(getattr(prim.attributes, "__dict__", {}))
+    assert gl.accessors[prim.attributes.POSITION].count == len(want)
+    assert "KHR_gaussian_splatting" in gl.extensionsUsed and len(names) > 0
+    blob = gl.binary_blob()
+    acc = gl.accessors[prim.attributes.POSITION]
+    view = gl.bufferViews[acc.bufferView]
+    pos = np.frombuffer(blob, "<f4", acc.count * 3, view.byteOffset).reshape(-1, 3)
+    np.testing.assert_array_equal(pos, scene.frame(0).means.numpy())  # glTF is y-up: as is
+    assert acc.min == pos.min(0).tolist() and acc.max == pos.max(0).tolist()
+
+
+def test_sequence_keeps_fps_and_static_split(tmp_path):
+    scene = _scene()
+    paths = write_splats(scene, tmp_path / "seq", "sequence")
+    assert [p.name for p in paths] == ["frame_0000.ply", "frame_0001.ply", "frame_0002.ply"]
+    back = open_splats(tmp_path / "seq", fps=99)
+    assert back.fps == 12.0 and len(back.static) == len(scene.static) and back.n_frames == 3
+    for t in range(3):
+        torch.testing.assert_close(back.frame(t).means, scene.frame(t).means)
+
+
+def test_unknown_and_unsupported_formats_say_what_to_do(tmp_path):
+    (tmp_path / "scene.sog").write_bytes(b"PK\x03\x04")
+    with pytest.raises(
+        FormatError, match="SOG.*recognised but not read.*splat-transform scene.sog"
+    ):
+        open_splats(tmp_path / "scene.sog")
+    (tmp_path / "x.obj").write_text("v 0 0 0")
+    with pytest.raises(FormatError, match="unknown splat format '.obj'"):
+        open_splats(tmp_path / "x.obj")
+    (tmp_path / "bad.splat").write_bytes(b"\0" * 33)
+    with pytest.raises(FormatError, match="32-byte"):
+        open_splats(tmp_path / "bad.splat")
+    with pytest.raises(FormatError, match="unknown splat format 'usdz'"):
+        write_splats(_scene(), tmp_path / "o", "usdz")
+    with pytest.raises(FormatError, match="must end with .spz"):
+        write_splats(_scene(), tmp_path / "o.ply", "spz")
+
+
+def test_cli_export_every_format_and_info_on_a_file(tmp_path, capsys):
+    save_scene(_scene(), tmp_path / "s")
+    for fmt, out in (("spz", "a.spz"), ("glb", "a.glb"), ("compressed-ply", "a.compressed.ply"),
+                     ("splat", "a.splat"), ("ply", "a.ply"), ("sequence", "seq"), ("native", "n")):  # fmt: skip
+        code = cli.main(
+            ["export", str(tmp_path / "s"), "--format", fmt, "--out", str(tmp_path / out)]
+        )
+        printed = capsys.readouterr()
+        assert code == 0, printed.err
+        assert "MB per frame" in printed.out
+    assert open_scene(tmp_path / "n").n_frames == 3
+    assert cli.main(["info", str(tmp_path / "a.spz")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (
+        info["format"] == "SPZ"
+        and info["gaussians"]["static"] == 250
+        and info["axes_in_file"] == "y-down"
+    )
+    # re-export a third-party file: any input, any output
+    assert (
+        cli.main(
+            ["export", str(tmp_path / "a.spz"), "--format", "glb", "--out", str(tmp_path / "b.glb")]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    code = cli.main(
+        [
+            "export",
+            str(tmp_path / "s"),
+            "--format",
+            "spz",
+            "--out",
+            str(tmp_path / "c.spz"),
+            "--frame",
+            "9",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "outside the scene's frames" in err
