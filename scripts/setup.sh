@@ -37,6 +37,11 @@ fi
 if [ "${PANO4D_SKIP_MONADO:-0}" != 1 ]; then
     bash scripts/build_monado.sh >/dev/null || echo "note: Monado not built; VR tests will skip" >&2
 fi
+# PlayCanvas splat-transform (npm, with Node 22 from npm) for the interop tests; optional.
+if [ "${PANO4D_SKIP_NPM:-0}" != 1 ]; then
+    bash scripts/install_splat_transform.sh >/dev/null \
+        || echo "note: splat-transform not installed; interop tests will skip" >&2
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     echo "creating $VENV"
     "$PY" -m venv "$VENV"

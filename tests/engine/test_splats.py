@@ -44,12 +44,12 @@ def _scene(frames=3) -> Scene4D:
     return Scene4D(_set(200, 3), dyn, 12.0, {"source": "test"})
 
 
-def test_flip_turns_the_scene_180_degrees_about_x():
-    """Reference geometry: positions and covariances by F = diag(1, -1, -1); the SH colour in
+def test_flip_turns_the_scene_180_degrees_about_z():
+    """Reference geometry: positions and covariances by F = diag(-1, -1, 1); the SH colour in
     direction d after the flip equals the colour in direction F d before (eval_sh)."""
     g = _set(64, 3)
     f = flip(g)
-    F = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
+    F = torch.diag(torch.tensor([-1.0, -1.0, 1.0]))
     torch.testing.assert_close(f.means, g.means @ F)
 
     def cov(x):
