@@ -50,7 +50,7 @@ class LodPolicy:
     """Level of detail while moving (module docstring)."""
 
     software: bool
-    budget: int = 300_000  # splats drawn per frame while moving
+    budget: int = 100_000  # splats drawn per frame while moving: ~0.45 s on llvmpipe (BENCHMARKS)
     settle_s: float = 0.25  # still this long: full detail again
     last_motion: float = -math.inf
 
