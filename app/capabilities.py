@@ -265,3 +265,29 @@ class CapabilityProbe(QObject):
     def wait(self, timeout_ms: int = 60000) -> bool:
         self._thread.join(timeout_ms / 1000)
         return not self._thread.is_alive()
+
+
+class XrProbe(QObject):
+    """:func:`probe_xr` again (a runtime may have started since the app did), in a daemon
+    thread; ``ready(ok, reason)`` on the UI thread."""
+
+    ready = Signal(bool, str)
+
+    def __init__(self, parent=None, timeout: float = 10.0) -> None:
+        super().__init__(parent)
+        self.timeout = timeout
+        self._thread = threading.Thread(target=self._run, name="pano4d-xr-probe", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            ok, reason = probe_xr(self.timeout)
+        except Exception as e:  # the menu must not keep saying "looking"
+            ok, reason = False, "probe failed: " + " ".join(str(e).split())
+        with contextlib.suppress(RuntimeError):
+            self.ready.emit(ok, reason)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def running(self) -> bool:
+        return self._thread.is_alive()

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, QSettings, QStandardPaths, Qt, QTimer
+from PySide6.QtCore import QProcess, QProcessEnvironment, QSettings, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
         self.autosave_timer.start()
         self._probe: CapabilityProbe | None = None
         self._xr: tuple[bool, str] | None = None
+        self._xr_probe = None  # XrProbe: asked again each time the VR menu opens
         self.generate_panel.modelSpecsChanged.connect(self.probe_capabilities)
         if probe:
             self.probe_capabilities(*self.generate_panel.specs())
@@ -258,7 +259,9 @@ class MainWindow(QMainWindow):
         x = mb.addMenu("E&xport")
         for a in self.export_actions.values():
             x.addAction(a)
-        mb.addMenu("V&R").addAction(self.vr_action)
+        self.vr_menu = mb.addMenu("V&R")
+        self.vr_menu.addAction(self.vr_action)
+        self.vr_menu.aboutToShow.connect(self.reprobe_xr)
 
     def _build_status(self) -> None:
         sb = self.statusBar()
@@ -330,6 +333,7 @@ class MainWindow(QMainWindow):
         self.vr_action.setToolTip(
             "View the scene in a headset" if vr_ok else f"XR: {self.capabilities.xr_reason}"
         )
+        self.vr_action.setText(self._vr_text(has_scene and self.scene_path is not None))
 
     def probe_capabilities(self, svd_spec: str, depth_spec: str) -> None:
         """Probe (again) off the UI thread; XR only once (it does not depend on the specs)."""
@@ -839,6 +843,45 @@ class MainWindow(QMainWindow):
     def vr_command(self) -> list[str]:
         return [sys.executable, str(ROOT / "main.py"), "xr", str(self.scene_path)]
 
+    def _vr_text(self, has_scene: bool) -> str:
+        """The menu item says why it is greyed out (menus show no tooltips)."""
+        if self._xr_probe is not None and self._xr_probe.running():
+            return "Enter VR (looking for an OpenXR runtime…)"
+        if not self.capabilities.xr:
+            reason = " ".join(self.capabilities.xr_reason.split())
+            return f"Enter VR — {reason[:90]}" if reason else "Enter VR — no OpenXR runtime"
+        return "Enter &VR" if has_scene else "Enter VR — open or generate a scene first"
+
+    def reprobe_xr(self) -> None:
+        """Ask for an OpenXR runtime again each time the VR menu opens: one started after the
+        app (SteamVR, Monado) is found without a restart."""
+        from .capabilities import XrProbe
+
+        if self._xr_probe is not None and self._xr_probe.running():
+            return
+        probe = XrProbe(self)
+        probe.ready.connect(self._xr_reprobed)
+        self._xr_probe = probe
+        probe.start()
+        self._update_actions()
+
+    def _xr_reprobed(self, ok: bool, reason: str) -> None:
+        self._xr = (ok, reason)
+        was = self.capabilities.xr
+        self.set_capabilities(dataclasses.replace(self.capabilities, xr=ok, xr_reason=reason))
+        if ok != was:
+            self.statusBar().showMessage(
+                "OpenXR runtime found: VR > Enter VR" if ok else f"XR: {reason}", 8000
+            )
+
+    def vr_environment(self) -> QProcessEnvironment:
+        """The XR process's environment: the app's, without the GLX PyOpenGL platform its Qt
+        views set (``main.py xr`` makes an EGL context; GLX there fails at once)."""
+        env = QProcessEnvironment.systemEnvironment()
+        if env.value("PYOPENGL_PLATFORM") == "glx":
+            env.remove("PYOPENGL_PLATFORM")
+        return env
+
     def enter_vr(self) -> bool:
         """Launch ``main.py xr SCENE`` as a separate process; the window stays usable."""
         if self.scene_path is None:
@@ -851,6 +894,7 @@ class MainWindow(QMainWindow):
         proc.setProgram(cmd[0])
         proc.setArguments(cmd[1:])
         proc.setWorkingDirectory(str(ROOT))
+        proc.setProcessEnvironment(self.vr_environment())
         proc.finished.connect(lambda code, _status: self._vr_finished(proc, code))
         proc.start()
         self.vr_process = proc

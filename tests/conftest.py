@@ -12,6 +12,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# The app's settings (recent files, last folders) and data (runs) go to a private place for
+# the whole test session, so the suite never writes the user's own: Qt reads these XDG
+# variables (on Linux) in this process and in every app process a test starts.
+_PRIVATE_HOME = Path(__import__("tempfile").mkdtemp(prefix="pano4d-test-home-"))
+for _name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+    os.environ[_name] = str(_PRIVATE_HOME / _name.lower())
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SAMPLES = ROOT / "resources" / "samples"

@@ -666,3 +666,38 @@ sys.exit(app.main.run_app({str(pano)!r}))
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split()[-3:] == ["GLXPlatform", "512×256px", "None"], r.stdout
+
+
+def test_vr_menu_says_why_and_asks_for_a_runtime_again(win, qtbot, result_dir, monkeypatch):
+    """Greyed out with the reason in the item's own text (menus show no tooltips); opening
+    the menu re-probes, so a runtime started after the app is found without a restart; the
+    XR process does not inherit the app's GLX PyOpenGL platform."""
+    from app import capabilities
+    from app.capabilities import Capabilities
+
+    win.open_scene_path(result_dir / "out")
+    win.set_capabilities(Capabilities(xr=False, xr_reason="no OpenXR runtime answers"))
+    assert not win.vr_action.isEnabled()
+    assert win.vr_action.text() == "Enter VR — no OpenXR runtime answers"
+    asked = []
+    monkeypatch.setattr(
+        capabilities, "probe_xr", lambda timeout=10.0: asked.append(1) or (True, "Monado")
+    )
+    win.vr_menu.aboutToShow.emit()
+    qtbot.waitUntil(lambda: win.vr_action.isEnabled(), timeout=10000)
+    assert asked == [1] and win.vr_action.text() == "Enter &VR"
+    monkeypatch.setenv("PYOPENGL_PLATFORM", "glx")
+    env = win.vr_environment()
+    assert not env.contains("PYOPENGL_PLATFORM") and env.contains("PATH")
+
+
+def test_the_suite_never_touches_the_users_settings(gui):
+    """The app's default settings and data locations point into the session's private
+    home (tests/conftest.py), not the user's."""
+    from PySide6.QtCore import QSettings, QStandardPaths
+
+    private = os.environ["XDG_CONFIG_HOME"]
+    assert "pano4d-test-home-" in private
+    assert QSettings("Pano4D", "Pano4D").fileName().startswith(private)
+    data = QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)
+    assert data.startswith(os.environ["XDG_DATA_HOME"])
