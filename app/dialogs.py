@@ -63,6 +63,15 @@ def error(parent: QWidget | None, title: str, message: str, details: str = "") -
     make_error_dialog(parent, title, message, details).exec()
 
 
+def info(parent: QWidget | None, title: str, text: str) -> None:
+    """Information (modal, rich text allowed)."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Information)
+    box.setWindowTitle(title)
+    box.setText(text)
+    box.exec()
+
+
 def ask(parent: QWidget | None, title: str, text: str, buttons: list[str]) -> str | None:
     """A question with the given button labels; returns the label clicked (None: closed)."""
     box = QMessageBox(parent)

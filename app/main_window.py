@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
+    QScrollArea,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -79,6 +80,18 @@ def default_runs_dir() -> Path:
     """Where results of not-yet-saved projects go."""
     base = QStandardPaths.writableLocation(QStandardPaths.AppLocalDataLocation)
     return Path(base or Path.home() / ".pano4d") / "runs"
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    """A side panel that scrolls when the screen is shorter than the panel (laptops):
+    its docks may then be as short as the screen allows."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    area.setMinimumWidth(widget.minimumSizeHint().width() + 16)
+    return area
 
 
 class MainWindow(QMainWindow):
@@ -168,7 +181,7 @@ class MainWindow(QMainWindow):
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
-            dock.setWidget(widget)
+            dock.setWidget(widget if key == "look" else _scrolling(widget))
             self.addDockWidget(area, dock)
             self.docks[key] = dock
         self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)  # right column full height
@@ -262,6 +275,10 @@ class MainWindow(QMainWindow):
         self.vr_menu = mb.addMenu("V&R")
         self.vr_menu.addAction(self.vr_action)
         self.vr_menu.aboutToShow.connect(self.reprobe_xr)
+        h = mb.addMenu("&Help")
+        h.addAction(self._action("User &Guide", self.open_guide, "F1", "docs/GUIDE.md"))
+        h.addAction(self._action("&Keyboard Shortcuts", self.show_shortcuts))
+        h.addAction(self._action("&About Pano4D", self.show_about))
 
     def _build_status(self) -> None:
         sb = self.statusBar()
@@ -395,6 +412,60 @@ class MainWindow(QMainWindow):
         self._update_actions()
         return True
 
+    # ------------------------------------------------------------------ help
+
+    GUIDE = ROOT / "docs" / "GUIDE.md"
+
+    def open_guide(self) -> bool:
+        """The user guide in the desktop's viewer for Markdown (or its text editor)."""
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        if not self.GUIDE.is_file():
+            dialogs.error(self, "No user guide", f"{self.GUIDE} is missing from this install")
+            return False
+        ok = QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.GUIDE)))
+        if not ok:
+            self.statusBar().showMessage(f"Open {self.GUIDE} to read the guide", 10000)
+        return ok
+
+    def shortcut_text(self) -> str:
+        """Every action with a shortcut, from the actions themselves (so it cannot go stale)."""
+        rows = []
+        for a in self.actions():
+            key = a.shortcut().toString(QKeySequence.NativeText)
+            if key:
+                rows.append(f"<tr><td><b>{key}</b></td><td>{a.text().replace('&', '')}</td></tr>")
+        extra = ("B / E / F / D", "brush / eraser / fill / direction tool"), ("[ / ]", "brush size")
+        rows += [f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in extra]
+        return "<table>" + "".join(rows) + "</table>"
+
+    def show_shortcuts(self) -> None:
+        dialogs.info(self, "Keyboard shortcuts", self.shortcut_text())
+
+    def show_about(self) -> None:
+        from engine import __version__
+
+        dialogs.info(
+            self,
+            "About Pano4D",
+            f"<b>Pano4D {__version__}</b><br>A 360° panorama, or a sentence, into an explorable "
+            "4D Gaussian scene (4K4DGen, TiP4GEN).<br>MIT licence. The bundled park sample is "
+            "CC0 (Poly Haven).",
+        )
+
+    def _suggest_preset(self, width: int) -> None:
+        """A 4096-wide (or larger) panorama gets the 4k preset; a smaller one after a 4k
+        panorama goes back to the default (the user can still choose)."""
+        combo = self.generate_panel.preset_combo
+        want = "4k" if width >= 4096 else None
+        current = combo.currentData()
+        if want and current != want:
+            combo.setCurrentIndex(combo.findData(want))
+            self.statusBar().showMessage("4k preset chosen for this 4096-pixel-wide panorama", 8000)
+        elif not want and current == "4k":
+            combo.setCurrentIndex(combo.findData("standard"))
+
     def _show_panorama(self, pano: Panorama) -> None:
         self.pano = pano
         self.model.reset(pano.height, pano.width)
@@ -405,6 +476,7 @@ class MainWindow(QMainWindow):
         self.scene_path = None
         self.tabs.setCurrentIndex(0)
         self.size_label.setText(f"{pano.width} × {pano.height} px")
+        self._suggest_preset(pano.width)
         self.size_label.setToolTip(f"{pano.path}\n{pano.source}")
         self.statusBar().showMessage(f"Opened {Path(pano.path or '').name}", 5000)
 

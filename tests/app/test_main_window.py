@@ -25,7 +25,7 @@ from engine.io import load_panorama  # noqa: E402
 from engine.pipeline import Inputs, run  # noqa: E402
 from engine.scene import load_scene, read_ply  # noqa: E402
 from tests.app.test_worker import sky_regions, tiny_config, tiny_panorama  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
+from tests.conftest import ROOT, SAMPLES  # noqa: E402
 
 pytestmark = pytest.mark.qt
 
@@ -71,6 +71,8 @@ class Dialogs:
         monkeypatch.setattr(dialogs, "error", lambda p, t, m, d="": self.errors.append((t, m, d)))
         monkeypatch.setattr(dialogs, "ask", self._ask)
         monkeypatch.setattr(dialogs, "ask_save_changes", self._ask_save)
+        self.infos: list[tuple[str, str]] = []
+        monkeypatch.setattr(dialogs, "info", lambda p, t, text: self.infos.append((t, text)))
         for name in ("open_file", "save_file", "pick_folder"):
             monkeypatch.setattr(dialogs, name, lambda *a, **k: self.paths.pop(0))
 
@@ -701,3 +703,48 @@ def test_the_suite_never_touches_the_users_settings(gui):
     assert QSettings("Pano4D", "Pano4D").fileName().startswith(private)
     data = QStandardPaths.writableLocation(QStandardPaths.AppDataLocation)
     assert data.startswith(os.environ["XDG_DATA_HOME"])
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1366, 768)])
+def test_the_window_fits_a_laptop_screen_and_its_panels_scroll(win, qtbot, size):
+    """Down to 1280x720 the window fits and every control of the side panels can be
+    scrolled into view (the panels scroll instead of forcing the window taller)."""
+    from PySide6.QtWidgets import QScrollArea
+
+    hint = win.minimumSizeHint()
+    assert hint.width() <= size[0] and hint.height() <= size[1] - 40, hint  # a title bar
+    win.resize(*size)
+    qtbot.waitUntil(lambda: win.height() <= size[1])
+    area = win.docks["generate"].widget()
+    assert isinstance(area, QScrollArea)
+    for button in (win.generate_panel.generate_button, win.progress_panel.cancel_button):
+        button.setVisible(True)
+        area.ensureWidgetVisible(button)
+        qtbot.waitUntil(lambda b=button: not b.visibleRegion().isEmpty(), timeout=3000)
+
+
+def test_help_menu_guide_shortcuts_about_and_the_4k_suggestion(win, dialogs, monkeypatch, tmp_path):
+    from PIL import Image
+    from PySide6.QtGui import QDesktopServices
+
+    titles = [
+        a.text() for m in win.menuBar().actions() if m.text() == "&Help" for a in m.menu().actions()
+    ]
+    assert titles == ["User &Guide", "&Keyboard Shortcuts", "&About Pano4D"]
+    opened = []
+    monkeypatch.setattr(
+        QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()) or True
+    )
+    assert win.open_guide() and opened == [str(ROOT / "docs" / "GUIDE.md")]
+    win.show_shortcuts()
+    title, text = dialogs.infos[-1]
+    assert title == "Keyboard shortcuts" and "Ctrl+G" in text and "Generate" in text
+    win.show_about()
+    assert "Pano4D" in dialogs.infos[-1][1]
+    # a 4096-wide panorama gets the 4k preset; a smaller one goes back to the default
+    big = tmp_path / "big.png"
+    Image.new("RGB", (4096, 2048), (90, 120, 160)).save(big)
+    assert win.open_panorama(big, ask=False)
+    assert win.generate_panel.preset_combo.currentData() == "4k"
+    assert win.open_panorama(SAMPLES / "park_2048x1024.png", ask=False)
+    assert win.generate_panel.preset_combo.currentData() == "standard"
