@@ -166,7 +166,7 @@ MUTATIONS = [
     Mutation(
         "mask-not-preserved",
         "engine/animate/denoiser.py",
-        "        m = src[None] + mask * (m - src[None])\n",
+        "        m = src + mask * (m - src)\n",
         "        m = m + 0.0 * mask\n",
         "unmasked latents are no longer replaced by the source",
         (D, SVD),
@@ -292,6 +292,22 @@ MUTATIONS = [
         "            total = total + self.cfg.lambda_geo * self.geo(render, t, view, roi)\n",
         "            total = total + 0.0 * self.geo(render, t, view, roi)\n",
         "L_geo is off",
+        (REG,),
+    ),
+    Mutation(
+        "sem-off",
+        "engine/lift/regularizers.py",
+        "            total = total + self.cfg.lambda_sem * self.sem(g, view, radius)\n",
+        "            total = total + 0.0 * self.sem(g, view, radius)\n",
+        "L_sem is off",
+        (REG,),
+    ),
+    Mutation(
+        "sem-cosine",
+        "engine/lift/regularizers.py",
+        "        return 1.0 - F.cosine_similarity(ref, self.dino(other[None]), dim=-1).mean()\n",
+        "        return (ref - self.dino(other[None])).abs().mean()\n",
+        "L_sem is not 1 - cosine similarity of the CLS features",
         (REG,),
     ),
     Mutation(

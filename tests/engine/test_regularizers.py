@@ -200,3 +200,26 @@ def test_pearson_loss_is_scale_free_for_small_depth_differences():
     want = 1 - np.corrcoef(x.ravel(), y.ravel())[0, 1]
     got = pearson_loss(torch.from_numpy(1e-3 * x + 4), torch.from_numpy(1e-3 * y + 4))
     assert abs(float(got) - want) < 1e-6
+
+
+def test_sem_is_one_minus_the_cosine_of_dino_cls_features(dino_folder):
+    """Reference: the DINOv2 CLS features of the render at the view and at the camera the
+    same seeded jitter moves to, compared by their cosine (torch's, on the raw features)."""
+    import dataclasses
+
+    from engine.lift.regularizers import jittered
+
+    g = _disc_scene()
+    view = View(10.0, 5.0, 70.0, 24, 24)
+    cfg = RegularizerConfig(lambda_geo=0.0, lambda_sem=1.0, dino_model=str(dino_folder))
+    regs = Regularizers(cfg, None, torch.device("cpu"))
+    regs.rng = random.Random(3)
+    got = float(regs.sem(g, view, 1.5))
+    small = dataclasses.replace(view, height=cfg.dino_size, width=cfg.dino_size)
+    moved = jittered(small, 1.5, random.Random(3))
+    bg = torch.zeros(3)
+    feats = [regs.dino(render_view(g, v, background=bg).rgb[None]) for v in (small, moved)]
+    a, b = (f.reshape(-1).double() for f in feats)
+    want = 1.0 - float(a @ b / (a.norm() * b.norm()))
+    assert want > 1e-5  # the camera moved: the features differ
+    assert got == pytest.approx(want, rel=1e-2, abs=1e-7)
