@@ -39,6 +39,7 @@ from PySide6.QtOpenGLWidgets import QOpenGLWidget  # noqa: E402
 from engine.camera import gl_projection  # noqa: E402
 from engine.scene import Scene4D  # noqa: E402
 from viewer.camera import ViewerCamera  # noqa: E402
+from viewer.framing import is_object_capture, object_home, sample_means  # noqa: E402
 from viewer.lod import LodPolicy, coarse_order, frustum_for, is_software, slack_deg  # noqa: E402
 from viewer.renderer import SplatRenderer  # noqa: E402
 from viewer.sort import BackgroundSorter, needs_resort  # noqa: E402
@@ -62,6 +63,16 @@ _ARROWS = {
     Qt.Key_Up: (0.0, ROTATE_STEP_DEG),
     Qt.Key_Down: (0.0, -ROTATE_STEP_DEG),
 }
+
+
+def scene_home(scene):
+    """Where the camera starts for ``scene``: None (the capture point) for a panorama,
+    framed on the bounds for an object capture (viewer/framing.py)."""
+    if scene is None or len(scene.static) + len(scene.dynamic[0]) == 0:
+        return None
+    g = scene.static if len(scene.static) else scene.dynamic[0]
+    means = sample_means(g.means)
+    return object_home(means) if is_object_capture(means, scene.meta) else None
 
 
 class SceneGLWidget(QOpenGLWidget):
@@ -125,7 +136,7 @@ class SceneGLWidget(QOpenGLWidget):
         """Show another scene (uploaded now if the GL context exists, else on init)."""
         self._scene = scene
         self._frame = 0
-        self.camera.reset()
+        self.camera.frame(scene_home(scene))
         if self.renderer is not None:
             self.makeCurrent()
             try:

@@ -12,6 +12,7 @@ object as the GL view, so toggling keeps the viewpoint and dragging either view 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -185,6 +186,13 @@ class ViewerPanel(QWidget):
         )
         self.before_button.toggled.connect(self.set_before)
         self.before_button.setVisible(False)
+        self.flip_button = QPushButton("Flip", bar)
+        self.flip_button.setFocusPolicy(Qt.NoFocus)
+        self.flip_button.setToolTip(
+            "Turn the scene upside down (180° about the forward axis): for a splat file whose "
+            "up axis was guessed wrong (open it with --axes to make it stick)"
+        )
+        self.flip_button.clicked.connect(self.flip_scene)
         self.speed_combo = QComboBox(bar)
         self.speed_combo.setFocusPolicy(Qt.NoFocus)
         self.speed_combo.setToolTip("Playback speed")
@@ -202,12 +210,29 @@ class ViewerPanel(QWidget):
         self.ms_label.setToolTip("Time to draw one frame (CPU + GPU, glFinish)")
         self.ms_label.setMinimumWidth(70)
         self.ms_label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
-        for w in (self.play_button, self.slider, self.frame_label, self.before_button):
+        for w in (self.play_button, self.slider, self.frame_label, self.before_button,
+                  self.flip_button):  # fmt: skip
             lay.addWidget(w, 1 if w is self.slider else 0)
         for w in (self.speed_combo, self.mode_combo, self.ms_label):
             lay.addWidget(w)
 
     # ------------------------------------------------------------------ scene
+
+    def flip_scene(self) -> None:
+        """The shown scene turned upside down (engine.splats.axes.flip), frame and playback
+        kept; twice is the original."""
+        from engine.splats.axes import flip
+
+        scene = self.view.scene
+        if scene is None:
+            return
+        flipped = dataclasses.replace(
+            scene, static=flip(scene.static), dynamic=[flip(g) for g in scene.dynamic]
+        )
+        t, playing = self.playback.frame, self.playback.playing
+        self.set_scene(flipped, play=playing)
+        if t:
+            self.slider.setValue(t)
 
     def set_scene(self, scene: Scene4D | None, *, play: bool | None = None) -> None:
         n = scene.n_frames if scene is not None else 1

@@ -75,6 +75,7 @@ class ViewerWindow(QMainWindow):
     speed_combo = property(lambda self: self.panel.speed_combo)
     mode_combo = property(lambda self: self.panel.mode_combo)
     ms_label = property(lambda self: self.panel.ms_label)
+    flip_button = property(lambda self: self.panel.flip_button)
 
     def toggle_play(self) -> None:
         self.panel.toggle_play()

@@ -96,6 +96,7 @@ class ViewerCamera:
     move_speed: float = 0.5
     drag_sign: float = 1.0
     drag_sensitivity: float = 1.0
+    anchor: tuple[float, float, float] = (0.0, 0.0, 0.0)  # moves stay within radius of it
     _home: CameraState = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -135,11 +136,25 @@ class ViewerCamera:
     def _clamp_position(
         self, p: tuple[float, float, float] | np.ndarray
     ) -> tuple[float, float, float]:
-        v = np.asarray(p, dtype=np.float64).reshape(3)
+        a = np.asarray(self.anchor, dtype=np.float64)
+        v = np.asarray(p, dtype=np.float64).reshape(3) - a
         r = float(np.linalg.norm(v))
         if r > self.radius:
             v = v * (self.radius / r)
+        v = v + a
         return (float(v[0]), float(v[1]), float(v[2]))
+
+    def frame(self, home) -> None:
+        """Start (and reset) at ``home`` (a :class:`viewer.framing.Home`), moving within its
+        radius around it; ``None``: the capture point, the constructor's limits."""
+        if home is None:
+            self.anchor, self.radius, self.move_speed = (0.0, 0.0, 0.0), 0.5, 0.5
+            state = CameraState(0.0, 0.0, 75.0, (0.0, 0.0, 0.0))
+        else:
+            self.anchor, self.radius, self.move_speed = home.position, home.radius, home.move_speed
+            state = CameraState(home.yaw_deg, home.pitch_deg, home.fov_deg, home.position)
+        self._apply(state)
+        self._home = self.state
 
     # ---- input
 

@@ -248,3 +248,19 @@ def test_view_command_without_display(scene_dir, tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+
+
+def test_flip_turns_the_shown_scene_upside_down_and_back(win, qtbot):
+    from engine.splats.axes import flip
+
+    before = win.view.scene
+    win.slider.setValue(2)
+    win.flip_button.click()
+    flipped = win.view.scene
+    torch.testing.assert_close(flipped.static.means, flip(before.static).means)
+    assert win.view.frame == 2 and flipped.n_frames == before.n_frames
+    img, view = grab(win)
+    ref = reference(flipped, 2, view)
+    assert float(np.abs(img[..., :3] - ref).mean()) < 0.02  # drawn as flipped
+    win.flip_button.click()
+    torch.testing.assert_close(win.view.scene.static.means, before.static.means)
