@@ -5,10 +5,11 @@ The state is an equirect latent video S (frames x channels x H x W, 1/8 of the p
 pixels). At **every** step of the scheduler, in every pass:
 
 1. project S to every view of a view set (``gamma(S, d_k)``, batched, seam-wrapping);
-2. take one denoising step per view with the view's own conditioning (its perspective crop
-   of the panorama, its mask), views batched ``view_batch`` at a time;
-3. fuse the views back by the closed form of eq. 3 (feathered per-view weights, seams wrap:
-   :class:`engine.animate.fusion.SphereViews`).
+2. have the model denoise every view with the view's own conditioning (its perspective crop
+   of the panorama, its mask, its prompt), views batched ``view_batch`` at a time;
+3. fuse the views' denoised estimates back on the sphere by the closed form of eq. 3
+   (feathered per-view weights, seams wrap: :class:`engine.animate.fusion.SphereViews`);
+4. step the scheduler once with the fused estimate.
 
 Sampling is the model's own diffusers scheduler (:mod:`engine.animate.schedulers`: Euler,
 flow matching, DPM-Solver++), stepped through its ``set_timesteps`` / ``step``. Its update is
@@ -17,12 +18,12 @@ signal part and a noise part, ``z_i = a_i m_i + c_i eps``, where eps is the init
 We keep m on the sphere and give every view the same eps through
 :meth:`SphereViews.white_noise`, which is unit-variance white Gaussian in every view
 (test_denoiser checks it) - bilinear resampling of noise would shrink its variance at every
-step and blur the result. Eq. 3 applied to the stepped views is then the scheduler's step of
-the signal with the fused estimate ``fuse(x0_k)``; the noise part only changes its scalar
-coefficient. For the Euler sampler of SVD this is ``m_{i+1} = r m_i + (1 - r) fuse(x0_k)``
-with ``r = sigma_{i+1} / sigma_i``: the ``r m_i`` part is already on the sphere, so only the
-per-view denoised estimates are fused, and the state is not resampled (and blurred) 25
-times.
+step and blur the result. What is fused on the sphere is the views' *denoised estimates*
+x0_k (eq. 3's closed form applied to them, as SyncTweedies fuses Tweedie estimates), not the
+stepped latents: the scheduler then steps the signal with ``fuse(x0_k)`` and the noise part
+only changes its scalar coefficient. For SVD's Euler sampler this is
+``m_{i+1} = r m_i + (1 - r) fuse(x0_k)`` with ``r = sigma_{i+1} / sigma_i``: the ``r m_i``
+part is already on the sphere, so the state is never resampled (and blurred) 25 times.
 
 Masks: outside the painted regions the signal is replaced by the source latent every step
 (so z there is exactly the re-noised source), frame 0 is pinned to the source, and the
