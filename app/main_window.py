@@ -818,8 +818,17 @@ class MainWindow(QMainWindow):
         p = self.result_dir / name
         return p if p.is_file() else None
 
+    def _export_dir(self) -> str:
+        """Where export dialogs start: the last folder exported to, else the user's
+        Documents (never the hidden data folder the runs live in)."""
+        last = self.qsettings.value("last_export_dir", "")
+        if last and Path(str(last)).is_dir():
+            return str(last)
+        docs = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation)
+        return docs if docs and Path(docs).is_dir() else str(Path.home())
+
     def export_dialog(self, kind: str) -> None:
-        start = self._last_dir()
+        start = self._export_dir()
         if kind == "ply":
             path = dialogs.pick_folder(self, "Export PLY sequence into folder", start)
         elif kind == "scene":
@@ -829,6 +838,9 @@ class MainWindow(QMainWindow):
             if path and not path.lower().endswith(".mp4"):
                 path += ".mp4"
         if path:
+            target = Path(path)
+            folder = target if kind == "ply" else target.parent
+            self.qsettings.setValue("last_export_dir", str(folder.absolute()))
             self.export_to(kind, path)
 
     def export_to(self, kind: str, path: str | os.PathLike[str]) -> bool:

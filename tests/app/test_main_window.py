@@ -748,3 +748,22 @@ def test_help_menu_guide_shortcuts_about_and_the_4k_suggestion(win, dialogs, mon
     assert win.generate_panel.preset_combo.currentData() == "4k"
     assert win.open_panorama(SAMPLES / "park_2048x1024.png", ask=False)
     assert win.generate_panel.preset_combo.currentData() == "standard"
+
+
+def test_export_dialogs_start_in_the_last_export_folder(win, dialogs, result_dir, tmp_path, qtbot):
+    starts = []
+    from app import dialogs as real
+
+    def pick(parent, title, start=""):
+        starts.append(start)
+        return str(tmp_path / "exports")
+
+    real.pick_folder = pick  # monkeypatched by the fixture: restored after the test
+    win.open_scene_path(result_dir / "out")
+    (tmp_path / "exports").mkdir()
+    win.export_dialog("ply")
+    wait_job(qtbot, win)
+    assert ".pano4d" not in starts[0] and "runs" not in starts[0]
+    win.export_dialog("ply")
+    wait_job(qtbot, win)
+    assert starts[1] == str((tmp_path / "exports").absolute())
