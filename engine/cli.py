@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import Cancelled, InputError, Pano4DError
+from .fsutil import tree_size
 from .progress import CancelToken
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,7 +236,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             "sh_degree": scene.static.sh_degree,
             "gaussians": {"static": len(scene.static), "dynamic_per_frame": len(scene.dynamic[0])},
             "bounds": {"min": lo, "max": hi},
-            "bytes_on_disk": _bytes(Path(args.scene)),
+            "bytes_on_disk": tree_size(args.scene),
         }
     print(json.dumps(info, indent=2, default=str))
     return 0
@@ -250,14 +251,6 @@ def _format_name(p: Path) -> str:
     return next((what for suffix, what in kinds.items() if name.endswith(suffix)), p.suffix)
 
 
-def _bytes(p: Path) -> int:
-    return (
-        sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-        if p.is_dir()
-        else p.stat().st_size
-    )
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from .scene import open_scene
     from .splats import write_splats
@@ -270,7 +263,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                              progress=bar)  # fmt: skip
     finally:
         bar.close()
-    total = sum(_bytes(p) for p in paths)
+    total = sum(tree_size(p) for p in paths)
     frames = scene.n_frames if len(paths) > 1 or args.format == "native" else 1
     print(f"wrote {len(paths)} file(s) to {out}: {total / 1e6:.1f} MB, "
           f"{total / max(1, frames) / 1e6:.2f} MB per frame")  # fmt: skip
@@ -431,8 +424,9 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
     g.add_argument(
         "--prompt",
         metavar="TEXT",
-        help="--animator wan: the global prompt (the scene); a region's own 'prompt' in the "
-        "regions file is added for the views that see it most",
+        help="the global prompt (the scene): what --text-model makes the panorama of, and "
+        "what --animator wan conditions every view on (with the prompt of the region it sees "
+        "most)",
     )
     g.add_argument("--negative-prompt", metavar="TEXT", help="--animator wan: what to avoid")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -9,6 +9,7 @@ nothing is there, so the CLI and the app can tell the user which weightless fall
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,3 +91,13 @@ def require(spec: str, marker: str, what: str, fallback: str) -> Path:
     if probe.path is None:
         raise InputError(f"no {what} weights: {probe.reason}; {fallback}")
     return probe.path
+
+
+def json_field(path: Path, key: str) -> str:
+    """``key`` of the JSON object in ``path`` (a model's config.json or model_index.json) as
+    text; "" when the file is missing, unreadable or not an object."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return ""
+    return str(doc.get(key, "")) if isinstance(doc, dict) else ""

@@ -173,7 +173,7 @@ MUTATIONS = [
     ),
     Mutation(
         "composite-unfeathered",
-        "engine/animate/svd.py",
+        "engine/animate/base.py",
         "        blended = base + wt * (frame - base)\n",
         "        blended = frame\n",
         "the decoded video replaces the input without the feathered weight",

@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
+from torch import Tensor
 
 from ..io import Region
+from ..progress import Progress
 
 
 @dataclass
@@ -58,3 +61,49 @@ def region_weights(regions: list[Region]) -> np.ndarray:
     for i in range(len(ws) - 2, -1, -1):
         out[i] *= 1.0 - np.clip(out[i + 1 :].sum(axis=0), 0.0, 1.0)
     return out
+
+
+def start_model_video(
+    pano, regions: list[Region], frames: int, out: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The shared start of a model-backed animator: (feathered weights [R, H, W], their union
+    [H, W] float32, the output video [T, H, W, 3] uint8 holding the input in every frame)."""
+    h, w = pano.height, pano.width
+    weights = region_weights(regions)
+    union = weights.sum(axis=0).clip(0, 1) if len(regions) else np.zeros((h, w), np.float32)
+    if out is None:
+        out = np.empty((frames, h, w, 3), np.uint8)
+    out[:] = pano.rgb[None]
+    return weights, union.astype(np.float32), out
+
+
+def finish_model_video(pano, union: np.ndarray, video, out: np.ndarray, device, progress) -> None:
+    """The shared end: free the model's GPU cache, bring the decoded video [T, 3, H', W'] in
+    [-1, 1] to the panorama's size (seam-wrapped, no step at sizes the model rounds) and
+    composite it into ``out`` by the feathered weight (static pixels stay the input)."""
+    from .fusion import resize_wrapped
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if video.shape[-2:] != (pano.height, pano.width):
+        video = resize_wrapped(video, (pano.height, pano.width))
+    composite(pano.rgb, union, video.cpu(), out, progress)
+
+
+def composite(
+    rgb: np.ndarray, weight: np.ndarray, video: Tensor, out: np.ndarray, progress: Progress
+) -> None:
+    """out[t] = input + weight * (decoded - input), rounded; weight-0 pixels are copied from
+    the input (bit-identical) and frame 0 is the input.
+
+    rgb: [H, W, 3] uint8; weight: [H, W]; video: [T, 3, H, W] in [-1, 1]; out: [T, H, W, 3]
+    """
+    moving = weight > 0
+    base = rgb[moving].astype(np.float32)  # [n, 3]
+    wt = weight[moving][:, None]
+    out[0] = rgb
+    for t in range(1, len(video)):
+        frame = ((video[t].permute(1, 2, 0).numpy() + 1) * 127.5)[moving]
+        blended = base + wt * (frame - base)
+        out[t][moving] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        progress.update(t / max(1, len(video) - 1), f"frame {t + 1}/{len(video)}")

@@ -251,9 +251,9 @@ def ring_views(fov_deg: float, size: int, overlap: float = 0.25) -> list[View]:
 __all__ = ["SphereViews", "ring_views"]
 
 
-def resize_wrapped(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bicubic resize of equirect images that wraps across the left/right seam (rows are
-    clamped at the poles), so a resized panorama has no seam step.
+def resize_wrapped(x: Tensor, size: tuple[int, int], mode: str = "bicubic") -> Tensor:
+    """Bicubic (or ``mode="bilinear"``) resize of equirect images that wraps across the
+    left/right seam (rows are clamped at the poles), so a resized panorama has no seam step.
 
     x: Tensor  # [..., C, h, w]
     size: (H, W) of the output
@@ -274,5 +274,5 @@ def resize_wrapped(x: Tensor, size: tuple[int, int]) -> Tensor:
     gy = (sy / h * 2 - 1).to(torch.float32)
     grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)  # [H, W, 2] as (x, y)
     grid = grid.expand(len(xp), out_h, out_w, 2).to(x.dtype)
-    out = F.grid_sample(xp, grid, mode="bicubic", padding_mode="border", align_corners=False)
+    out = F.grid_sample(xp, grid, mode=mode, padding_mode="border", align_corners=False)
     return out.reshape(*lead, c, out_h, out_w)

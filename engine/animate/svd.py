@@ -20,7 +20,6 @@ context inside a chunk), in column tiles that wrap across the seam; never throug
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +35,8 @@ from ..errors import InputError
 from ..io import Panorama, Region
 from ..progress import Progress
 from ..sphere import ViewSetConfig
-from .base import PanoVideo, region_weights
+from .base import PanoVideo, composite, finish_model_video, start_model_video
 from .denoiser import DenoiserConfig, PanoramicDenoiser
-from .fusion import resize_wrapped
 from .schedulers.euler import k_diffusion_x0
 from .tiling import tiled_columns
 
@@ -92,7 +90,7 @@ def probe(model: str = DEFAULT_MODEL) -> hub.ModelProbe:
     if missing:
         return hub.ModelProbe(model, None, f"{found.path} lacks {', '.join(missing)}/")
     for sub, want in _CLASSES.items():
-        got = _class_name(found.path / sub / "config.json")
+        got = hub.json_field(found.path / sub / "config.json", "_class_name")
         if got != want:
             why = f"its {sub} is {got or 'unreadable'}, not {want}"
             return hub.ModelProbe(model, None, f"{found.path} is not a video model: {why}")
@@ -104,13 +102,6 @@ _CLASSES = {
     "unet": "UNetSpatioTemporalConditionModel",
     "vae": "AutoencoderKLTemporalDecoder",
 }
-
-
-def _class_name(config: Path) -> str:
-    try:
-        return str(json.loads(config.read_text()).get("_class_name", ""))
-    except (OSError, ValueError, AttributeError):
-        return ""
 
 
 def require(model: str) -> Path:
@@ -314,13 +305,7 @@ class SVDAnimator:
     ) -> PanoVideo:
         progress = progress or Progress("animate")
         cfg = self.cfg
-        h, w = pano.height, pano.width
-        weights = region_weights(regions)
-        union = weights.sum(axis=0).clip(0, 1) if len(regions) else np.zeros((h, w), np.float32)
-        union = union.astype(np.float32)
-        if out is None:
-            out = np.empty((cfg.frames, h, w, 3), np.uint8)
-        out[:] = pano.rgb[None]
+        _, union, out = start_model_video(pano, regions, cfg.frames, out)
         if not (union > 0).any():
             progress.update(1.0, "nothing to animate")
             return PanoVideo(out, cfg.video_fps, union)
@@ -334,11 +319,7 @@ class SVDAnimator:
         progress.update(0.9, "decoding frames")
         video = model.decode(latents, progress.sub(0.9, 0.97))  # [T, 3, H', W']
         del model, den  # free the UNet, VAE and CLIP (and their GPU memory) before compositing
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        if video.shape[-2:] != (h, w):
-            video = resize_wrapped(video, (h, w))  # no seam step at sizes the model rounds
-        composite(pano.rgb, union, video.cpu(), out, progress.sub(0.97, 1.0))
+        finish_model_video(pano, union, video, out, device, progress.sub(0.97, 1.0))
         return PanoVideo(out, cfg.video_fps, union)
 
 
@@ -354,25 +335,6 @@ def _work_size(rgb: np.ndarray, union: np.ndarray, multiple: int) -> tuple[Tenso
         img = F.interpolate(img[None], size=(hh, 2 * hh), mode="area")[0]
         wt = F.interpolate(wt[None, None], size=(hh, 2 * hh), mode="area")[0, 0]
     return img, wt
-
-
-def composite(
-    rgb: np.ndarray, weight: np.ndarray, video: Tensor, out: np.ndarray, progress: Progress
-) -> None:
-    """out[t] = input + weight * (decoded - input), rounded; weight-0 pixels are copied from
-    the input (bit-identical) and frame 0 is the input.
-
-    rgb: [H, W, 3] uint8; weight: [H, W]; video: [T, 3, H, W] in [-1, 1]; out: [T, H, W, 3]
-    """
-    moving = weight > 0
-    base = rgb[moving].astype(np.float32)  # [n, 3]
-    wt = weight[moving][:, None]
-    out[0] = rgb
-    for t in range(1, len(video)):
-        frame = ((video[t].permute(1, 2, 0).numpy() + 1) * 127.5)[moving]
-        blended = base + wt * (frame - base)
-        out[t][moving] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-        progress.update(t / max(1, len(video) - 1), f"frame {t + 1}/{len(video)}")
 
 
 __all__ = ["SVDAnimator", "SVDConfig", "SVDModel", "composite", "load_components", "probe"]

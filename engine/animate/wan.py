@@ -35,7 +35,7 @@ The VAE runs in column tiles whose context wraps across the seam
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,10 +51,9 @@ from ..errors import InputError
 from ..io import Panorama, Region
 from ..progress import Progress
 from ..sphere import ViewSetConfig, perspective_view
-from .base import PanoVideo, region_weights
+from .base import PanoVideo, finish_model_video, start_model_video
 from .denoiser import DenoiserConfig, PanoramicDenoiser
-from .fusion import resize_wrapped
-from .svd import _work_size, composite
+from .svd import _work_size
 from .tiling import tiled_columns
 
 DEFAULT_MODEL = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
@@ -115,11 +114,7 @@ def probe(model: str = DEFAULT_MODEL) -> hub.ModelProbe:
     missing = [c for c in COMPONENTS if not (found.path / c).is_dir()]
     if missing:
         return hub.ModelProbe(model, None, f"{found.path} lacks {', '.join(missing)}/")
-    try:
-        index = json.loads((found.path / MARKER).read_text())
-    except (OSError, ValueError):
-        index = {}
-    name = index.get("_class_name", "") if isinstance(index, dict) else ""
+    name = hub.json_field(found.path / MARKER, "_class_name")
     if name != PIPELINE:
         why = f"its model_index.json names {name or 'no pipeline'}, not {PIPELINE}"
         return hub.ModelProbe(model, None, f"{found.path} is not a Wan image-to-video model: {why}")
@@ -383,17 +378,9 @@ class WanAnimator:
         progress: Progress | None = None,
         out: np.ndarray | None = None,
     ) -> PanoVideo:
-        import dataclasses
-
         progress = progress or Progress("animate")
         cfg = dataclasses.replace(self.cfg, region_prompts=tuple(r.prompt for r in regions))
-        h, w = pano.height, pano.width
-        weights = region_weights(regions)
-        union = weights.sum(axis=0).clip(0, 1) if len(regions) else np.zeros((h, w), np.float32)
-        union = union.astype(np.float32)
-        if out is None:
-            out = np.empty((cfg.frames, h, w, 3), np.uint8)
-        out[:] = pano.rgb[None]
+        weights, union, out = start_model_video(pano, regions, cfg.frames, out)
         if not (union > 0).any():
             progress.update(1.0, "nothing to animate")
             return PanoVideo(out, cfg.video_fps, union)
@@ -412,11 +399,7 @@ class WanAnimator:
         progress.update(0.9, "decoding frames")
         video = model.decode(latents, progress.sub(0.9, 0.97))  # [T, 3, H', W']
         del model, den
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        if video.shape[-2:] != (h, w):
-            video = resize_wrapped(video, (h, w))
-        composite(pano.rgb, union, video.cpu(), out, progress.sub(0.97, 1.0))
+        finish_model_video(pano, union, video, out, device, progress.sub(0.97, 1.0))
         return PanoVideo(out, cfg.video_fps, union)
 
 

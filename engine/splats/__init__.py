@@ -110,8 +110,6 @@ def open_splats(path, *, fps: float = 8.0, axes: str = "auto"):
 
 
 def _open_sequence(folder: Path, files: list[Path], fps: float, axes: str):
-    import torch
-
     read = [_read_file(f) for f in files]
     frames = [_axes.to_world(g, s if axes == "auto" else axes) for g, s, _ in read]
     if len({f.sh_degree for f in frames}) != 1:
@@ -121,7 +119,6 @@ def _open_sequence(folder: Path, files: list[Path], fps: float, axes: str):
     dynamic = [Gaussians(**{n: t[k:] for n, t in f.tensors().items()}) for f in frames]
     rate = read[0][2] or fps
     meta = {"source": str(folder), "frames": len(files), "axes": read[0][1]}
-    _ = torch
     return _scene_cls()(static, dynamic, rate, meta)
 
 

@@ -17,7 +17,6 @@ scheduler is FlowMatchEulerDiscreteScheduler (driven by
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,10 +67,7 @@ def probe(spec: str) -> hub.ModelProbe:
     found = hub.locate(spec, MARKER)
     if found.path is None:
         return found
-    try:
-        name = json.loads((found.path / MARKER).read_text()).get("_class_name", "")
-    except (OSError, ValueError, AttributeError):
-        name = ""
+    name = hub.json_field(found.path / MARKER, "_class_name")
     if name not in FAMILIES:
         known = ", ".join(FAMILIES)
         what = name or "no pipeline"

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import hub
+from ..animate.fusion import resize_wrapped
 from ..errors import InputError
 from ..progress import Progress
 from ..sphere import ViewSetConfig, fuse_views, make_views, perspective_view
@@ -45,12 +46,7 @@ def probe(spec: str) -> hub.ModelProbe:
     found = hub.locate(spec, MARKER)
     if found.path is None:
         return found
-    import json
-
-    try:
-        kind = json.loads((found.path / MARKER).read_text()).get("model_type", "")
-    except (OSError, ValueError, AttributeError):
-        kind = ""
+    kind = hub.json_field(found.path / MARKER, "model_type")
     if kind != "clipseg":
         return hub.ModelProbe(
             spec, None, f"{found.path} is a '{kind or 'unknown'}' model, not CLIPSeg"
@@ -133,7 +129,7 @@ def segment_on_sphere(
     per_view = torch.cat(probs)[:, None]  # [V, 1, P, h, w]
     gh = min(cfg.grid_height, h)
     fused, cover = fuse_views(per_view, views, gh, 2 * gh, feather=cfg.feather)
-    full = _resize_wrapped(fused[0], (h, w))  # [P, H, W]
+    full = resize_wrapped(fused[0], (h, w), mode="bilinear")  # [P, H, W], the seam wraps
     masks = [(full[i] > cfg.threshold).numpy() for i in range(len(prompts))]
     for prompt, m, p in zip(prompts, masks, full):
         if not m.any():
@@ -142,11 +138,3 @@ def segment_on_sphere(
                 f"probability {float(p.max()):.2f} < {cfg.threshold}); {FALLBACK}"
             )
     return masks, full
-
-
-def _resize_wrapped(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """[C, h, w] -> [C, H, W] bilinear, columns wrapping across the seam."""
-    c, h, w = x.shape
-    tiled = torch.cat([x, x, x], dim=-1)[None]
-    up = F.interpolate(tiled, size=(size[0], 3 * size[1]), mode="bilinear", align_corners=False)
-    return up[0, :, :, size[1] : 2 * size[1]]
