@@ -1,4 +1,4 @@
-"""Command line (DESIGN.md section 7): demo, generate, render, export, info.
+"""Command line (DESIGN.md section 7): demo, generate, batch, render, export, info.
 
 Exit codes: 0 success; 2 bad input or missing resource (one line on stderr, no traceback,
 nothing half-written); 130 cancelled (Ctrl-C; ``generate --resume`` continues). An
@@ -101,21 +101,10 @@ def _generate(args: argparse.Namespace, inputs) -> int:
         prompt=getattr(args, "prompt", None),
         negative_prompt=getattr(args, "negative_prompt", None),
         text_model=getattr(args, "text_model", None),
-        size=_size_arg(getattr(args, "size", None)),
+        size=pipeline.size_arg(getattr(args, "size", None)),
         seed=getattr(args, "seed", None),
     )
-    if inputs.region_args or inputs.seg_model:  # the seg model, before anything is written
-        from .text.segment import require as require_seg
-
-        require_seg(inputs.seg_model)
-    if cfg.animator == "svd":  # before anything is written: one line naming where we looked
-        from .animate.svd import require
-
-        require(cfg.svd.model)
-    if cfg.animator == "wan":
-        from .animate.wan import require as require_wan
-
-        require_wan(cfg.wan.model)
+    pipeline.require_models(inputs, cfg)
     note = None
     if args.device == "cpu" or not has_gsplat():
         note = "note: lifting runs on the CPU with the pure-torch rasteriser (no CUDA/gsplat)"
@@ -137,16 +126,6 @@ def _print_notes(report: dict) -> None:
         print(f"region:   {name}: {how}")
     for note in report.get("notes", []):
         print(f"note:     {note}")
-
-
-def _size_arg(text: str | None) -> tuple[int, int] | None:
-    """'2048x1024' -> (1024, 2048) (rows, columns)."""
-    if text is None:
-        return None
-    w, sep, h = text.lower().partition("x")
-    if not sep or not w.isdigit() or not h.isdigit():
-        raise InputError(f"--size must be WIDTHxHEIGHT, e.g. 2048x1024, got {text!r}")
-    return int(h), int(w)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -191,6 +170,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.resume = getattr(args, "resume", False)
     args.frames, args.animator, args.device = None, "flow", "auto"
     return _generate(args, Inputs(panorama=pano, regions=regions))
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import BatchConfig, load_jobs, run_batch
+    from .batch.display import BatchTerminal
+
+    if args.max_parallel is not None and args.max_parallel < 1:
+        raise InputError(f"--max-parallel must be at least 1, got {args.max_parallel}")
+    jobs = load_jobs(Path(args.jobs))  # every entry checked before any job starts
+    cfg = BatchConfig(cluster=args.cluster, max_parallel=args.max_parallel, resume=args.resume)
+    cancel = CancelToken()
+    screen = BatchTerminal()
+    with cancel_on_sigint(cancel):
+        state = run_batch(
+            jobs, Path(args.out), cfg, jobs_file=Path(args.jobs), on_change=screen, cancel=cancel
+        )
+    screen.close(state)
+    counts = state.counts()
+    print(f"batch:    {Path(args.out) / 'batch.json'}")
+    if counts["cancelled"] or counts["pending"]:
+        print("cancelled; run the same command with --resume to continue", file=sys.stderr)
+        return 130
+    if counts["failed"]:
+        print(f"error: {counts['failed']} job(s) failed (reasons in batch.json)", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _print_summary(out: Path, r: dict) -> None:
@@ -451,6 +456,27 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
     )
     add_axes_option(e)
     e.set_defaults(func=cmd_export)
+
+    b = sub.add_parser("batch", help="run a job file of generate jobs, here or on a Ray cluster")
+    b.add_argument("jobs", help="job file (JSON): a list of generate jobs (docs/GUIDE.md)")
+    b.add_argument("--out", required=True, help="output folder: one subfolder per job")
+    b.add_argument(
+        "--cluster",
+        default="local",
+        metavar="local|ray[:ADDRESS]",
+        help="local: worker processes here (default); ray: start or join a Ray cluster "
+        "(pip install 'pano4d[cluster]'); ray:ADDRESS joins that one",
+    )
+    b.add_argument(
+        "--max-parallel",
+        type=int,
+        metavar="N",
+        help="jobs at a time (local default 1: a job uses every core; Ray: as resources allow)",
+    )
+    b.add_argument(
+        "--resume", action="store_true", help="skip the finished jobs, resume the unfinished"
+    )
+    b.set_defaults(func=cmd_batch)
 
     i = sub.add_parser("info", help="print a scene's or splat file's summary")
     i.add_argument("scene")

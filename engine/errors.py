@@ -19,6 +19,10 @@ class FormatError(InputError):
     """A scene or file that does not follow its format (wrong version, shape, dtype, NaN)."""
 
 
+class ResumeMismatch(InputError):
+    """``--resume`` of an unfinished run whose inputs or settings have changed since."""
+
+
 class Cancelled(Pano4DError):
     """The user cancelled a long run: exit code 130."""
 

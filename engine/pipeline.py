@@ -35,7 +35,7 @@ from .camera import View
 from .depth import DepthConfig, DepthStage, PanoDepth
 from .depth.models import require_model
 from .depth.stage import ModelDepthConfig, ModelDepthStage, model_depth_config
-from .errors import InputError
+from .errors import InputError, ResumeMismatch
 from .fsutil import atomic_file, atomic_write_bytes, atomic_write_json, fsync_file
 from .gaussians import Gaussians
 from .hub import require
@@ -202,6 +202,33 @@ def build_config(
 MODEL_ANIMATORS = ("svd", "wan")
 
 
+def size_arg(text: str | None) -> tuple[int, int] | None:
+    """--size '2048x1024' -> (1024, 2048) (rows, columns); None stays None."""
+    if text is None:
+        return None
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        raise InputError(f"--size must be WIDTHxHEIGHT, e.g. 2048x1024, got {text!r}")
+    return int(h), int(w)
+
+
+def require_models(inputs: Inputs, cfg: GenerateConfig) -> None:
+    """Raise InputError naming where we looked when a model the run needs is missing
+    (called before anything is written)."""
+    if inputs.region_args or inputs.seg_model:
+        from .text.segment import require as require_seg
+
+        require_seg(inputs.seg_model)
+    if cfg.animator == "svd":
+        from .animate.svd import require as require_svd
+
+        require_svd(cfg.svd.model)
+    if cfg.animator == "wan":
+        from .animate.wan import require as require_wan
+
+        require_wan(cfg.wan.model)
+
+
 def _text_config(over, model, prompt, negative, size, seed, device) -> TextPanoConfig:
     """The text-to-panorama settings: the preset's, then the command line's."""
     from .text import require
@@ -345,7 +372,7 @@ class Checkpoints:
         self.dir = out / ".pano4d"
         state = self._read_state()
         if resume and state is not None and state.get("fingerprint") != fingerprint:
-            raise InputError(
+            raise ResumeMismatch(
                 f"the unfinished run in {out} used other inputs or settings; "
                 "run without --resume to start over"
             )

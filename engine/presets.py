@@ -63,3 +63,13 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
 
 NEEDS_CUDA = {name for name, p in PRESETS.items() if p.get("lift", {}).get("device") == "cuda"}
 DEFAULT_PRESET = "standard"
+
+# What one job of a preset needs from a machine, for the batch scheduler (docs/BENCHMARKS.md:
+# peak RSS of a 2048x1024 run, rounded up, and 4096x2048 for 4k; the CPU lift uses every
+# core it is given). A Ray task asks for these; memory is in GB.
+RESOURCES: dict[str, dict[str, float]] = {
+    "preview": {"cpus": 1, "gpus": 0, "memory_gb": 1.5},
+    "standard": {"cpus": 2, "gpus": 0, "memory_gb": 3.5},
+    "4k": {"cpus": 2, "gpus": 0, "memory_gb": 6.0},
+    "cuda": {"cpus": 4, "gpus": 1, "memory_gb": 16.0},
+}

@@ -1,0 +1,101 @@
+"""The batch's progress on a terminal: an overall bar with the time left, and one line per
+running job, redrawn in place on a terminal; a line per change otherwise (logs, CI)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from .state import BatchState
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(max(0.0, seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def overall_line(state: BatchState, width: int = 24) -> str:
+    """'[####----] 42.0%  2/5 done, 1 failed  03:12 elapsed, about 04:25 left'."""
+    f, elapsed = state.fraction(), state.elapsed()
+    c = state.counts()
+    bar = "#" * int(width * f) + "-" * (width - int(width * f))
+    parts = [f"{c['done']}/{len(state.jobs)} done"]
+    parts += [f"{c[k]} {k}" for k in ("failed", "cancelled") if c[k]]
+    if state.skipped:
+        parts.append(f"{len(state.skipped)} from before")
+    left = f", about {_clock(elapsed * (1 - f) / f)} left" if 0.02 < f < 1 else ""
+    return f"[{bar}] {100 * f:5.1f}%  {', '.join(parts)}  {_clock(elapsed)} elapsed{left}"
+
+
+def job_line(job: dict) -> str:
+    """'  park       lift     63%  frame 3/8' for a running job."""
+    pct = f"{100 * float(job.get('fraction') or 0):3.0f}%"
+    again = f" (attempt {job['attempts']})" if (job.get("attempts") or 0) > 1 else ""
+    stage, message = str(job.get("stage") or ""), job.get("message") or ""
+    return f"  {job['name'][:24]:<24} {stage:<8} {pct}  {message[:60]}{again}"
+
+
+def finished_line(job: dict, total: int) -> str:
+    head = f"[{job['index'] + 1}/{total}] {job['name']}: {job['status']}"
+    if job["status"] == "done":
+        fig = job.get("figures") or {}
+        psnr = f", psnr_native {fig['psnr_native']:.2f} dB" if "psnr_native" in fig else ""
+        return f"{head} in {job.get('seconds') or 0:.1f} s{psnr}"
+    if job["status"] == "failed":
+        return f"{head}: {job.get('error')}"
+    return head
+
+
+class BatchTerminal:
+    """``on_change`` for :func:`engine.batch.run_batch` that draws on ``stream``."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.block = 0  # lines drawn last time (terminal)
+        self.last_draw = 0.0
+        self.status: dict[str, tuple] = {}
+        self.decile = -1
+
+    def __call__(self, state: BatchState) -> None:
+        lines = []
+        for name, job in state.jobs.items():
+            key = (job["status"], job.get("stage"))
+            if self.status.get(name) != key:
+                self.status[name] = key
+                if job["status"] in ("done", "failed", "cancelled") and name not in state.skipped:
+                    lines.append(finished_line(job, len(state.jobs)))
+                elif job["status"] == "running" and not self.tty:
+                    lines.append(job_line(job))
+        if self.tty:
+            self._redraw(state, lines)
+        else:
+            decile = int(10 * state.fraction())
+            if decile != self.decile:
+                self.decile = decile
+                lines.append(overall_line(state))
+            for line in lines:
+                self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def _redraw(self, state: BatchState, finished: list[str]) -> None:
+        now = time.monotonic()
+        if not finished and now - self.last_draw < 0.2:
+            return
+        self.last_draw = now
+        up = f"\x1b[{self.block}F" if self.block else ""
+        running = [job_line(j) for j in state.jobs.values() if j["status"] == "running"]
+        block = [overall_line(state), *running]
+        text = up + "".join(f"\x1b[2K{ln}\n" for ln in [*finished, *block])
+        self.stream.write(text + "\x1b[J")
+        self.stream.flush()
+        self.block = len(block)
+
+    def close(self, state: BatchState) -> None:
+        """The final overall line (on a terminal, in place of the live block)."""
+        self(state)
+        up = f"\x1b[{self.block}F\x1b[J" if self.tty and self.block else ""
+        self.stream.write(up + overall_line(state) + "\n")
+        self.stream.flush()
+        self.block = 0

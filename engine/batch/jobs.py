@@ -1,0 +1,202 @@
+"""The job file of ``main.py batch``: one entry per ``generate``, validated up front.
+
+A job file is JSON::
+
+    {"format": "pano4d-batch", "version": 1,
+     "defaults": {"preset": "preview"},
+     "jobs": [{"name": "park", "panorama": "park.png", "regions": "park_regions.json"},
+              {"panorama": "lake.jpg", "mask": "water.png", "direction": 180, "speed": 3},
+              {"name": "alps", "prompt": "misty alpine lake", "text_model": "sd-folder"}]}
+
+(a bare list of jobs is accepted too). Each job takes the options of ``generate`` under the
+names of :data:`FIELDS`; ``defaults`` apply to every job that does not set them. Relative paths
+are relative to the job file's folder. A job's ``name`` (default: the panorama's file stem)
+names its output folder ``DIR/NAME/``.
+
+:func:`load_jobs` checks what can be checked without running anything: the structure, the
+types, that the named files exist, the settings (preset, animator, frames ...) and that the
+models are present. It raises :class:`InputError` naming the entry by its index. What only a
+run finds (a corrupt image, a mask of another size, an empty region) fails that job alone,
+with its one-line reason in batch.json.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+
+# name -> (accepted JSON types, is a path)
+FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "name": ((str,), False),
+    "panorama": ((str,), True),
+    "mask": ((str,), True),
+    "regions": ((str,), True),
+    "region": ((list,), False),  # ["NAME: PROMPT", ...] as --region
+    "seg_model": ((str,), False),
+    "depth": ((str,), True),
+    "depth_model": ((str,), False),
+    "dino_model": ((str,), False),
+    "preset": ((str,), False),
+    "animator": ((str,), False),
+    "model": ((str,), False),
+    "frames": ((int,), False),
+    "direction": ((int, float), False),
+    "speed": ((int, float), False),
+    "motion": ((str,), False),
+    "prompt": ((str,), False),
+    "negative_prompt": ((str,), False),
+    "text_model": ((str,), False),
+    "size": ((str,), False),  # "2048x1024", for text_model
+    "seed": ((int,), False),
+    "device": ((str,), False),
+}
+_TYPE_NAMES = {(int,): "whole number", (int, float): "number", (list,): "list", (str,): "string"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One ``generate`` of a batch; ``spec`` holds its fields with absolute paths (JSON-able,
+    so it travels to a worker process or a Ray task as it is)."""
+
+    index: int
+    name: str
+    spec: dict
+
+    @property
+    def preset(self) -> str:
+        from ..presets import DEFAULT_PRESET
+
+        return self.spec.get("preset", DEFAULT_PRESET)
+
+
+def load_jobs(path: Path) -> list[Job]:
+    """The validated jobs of job file ``path`` (InputError: which entry, and why)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise InputError(f"cannot read the job file {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise InputError(f"the job file {path} is not valid JSON: {e}") from None
+    defaults: dict = {}
+    if isinstance(data, dict):
+        if data.get("format", "pano4d-batch") != "pano4d-batch":
+            raise InputError(f"{path} is not a Pano4D job file (format {data.get('format')!r})")
+        if data.get("version", 1) != 1:
+            raise InputError(f"{path}: job file version {data.get('version')} is not supported")
+        extra = sorted(set(data) - {"format", "version", "defaults", "jobs"})
+        if extra:
+            raise InputError(f"{path}: unknown key(s) {', '.join(extra)}")
+        defaults = data.get("defaults", {})
+        if not isinstance(defaults, dict):
+            raise InputError(f"{path}: 'defaults' must be an object")
+        data = data.get("jobs")
+    if not isinstance(data, list) or not data:
+        raise InputError(f"{path}: no jobs (expected a list of jobs, or an object with 'jobs')")
+    jobs: list[Job] = []
+    for i, entry in enumerate(data):
+        try:
+            if not isinstance(entry, dict):
+                raise InputError("must be an object")
+            spec = _checked({**defaults, **entry}, path.parent)
+        except InputError as e:
+            raise InputError(f"job {i}{_label(entry)}: {e}") from None
+        jobs.append(Job(i, spec["name"], spec))
+    seen: dict[str, int] = {}
+    for job in jobs:
+        if job.name in seen:
+            raise InputError(
+                f"job {job.index} ('{job.name}'): the name is used by job {seen[job.name]} too; "
+                "give each job its own 'name'"
+            )
+        seen[job.name] = job.index
+    return jobs
+
+
+def _label(entry) -> str:
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+        return f" ('{entry['name']}')"
+    if isinstance(entry, dict) and isinstance(entry.get("panorama"), str):
+        return f" ({entry['panorama']})"
+    return ""
+
+
+def _checked(entry: dict, folder: Path) -> dict:
+    """The entry with types checked, paths made absolute and checked, and its settings
+    checked by building its config and looking for its models."""
+    unknown = sorted(set(entry) - set(FIELDS))
+    if unknown:
+        raise InputError(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(FIELDS)})")
+    spec = {}
+    for key, value in entry.items():
+        types, is_path = FIELDS[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            kind = _TYPE_NAMES.get(types, "string")
+            raise InputError(f"'{key}' must be a {kind}, got {json.dumps(value)}")
+        if is_path:
+            p = Path(value).expanduser()
+            p = p if p.is_absolute() else folder / p
+            if not p.exists():
+                raise InputError(f"{key} {value} does not exist ({p})")
+            value = str(p.resolve())
+        spec[key] = value
+    if "region" in spec and not all(isinstance(r, str) for r in spec["region"]):
+        raise InputError("'region' must be a list of 'NAME: PROMPT' strings")
+    if "panorama" not in spec and "text_model" not in spec:
+        raise InputError("needs a 'panorama', or a 'prompt' with a 'text_model' to make one")
+    name = spec.get("name") or (Path(spec["panorama"]).stem if "panorama" in spec else "")
+    if not _NAME.match(name):
+        raise InputError(
+            f"name {name!r} cannot name a folder: use letters, digits, '.', '_' and '-'"
+        )
+    spec["name"] = name
+    prepare(spec)  # the settings and the models, as generate checks them
+    return spec
+
+
+def prepare(spec: dict):
+    """(Inputs, GenerateConfig) of a job's fields; InputError when they are wrong or a
+    model is missing (nothing is read but the models' folders)."""
+    from .. import pipeline
+
+    if "panorama" in spec and "text_model" in spec:
+        raise InputError("give a panorama or a text_model to make one, not both")
+    inputs = pipeline.Inputs(
+        panorama=Path(spec["panorama"]) if "panorama" in spec else None,
+        mask=Path(spec["mask"]) if "mask" in spec else None,
+        regions=Path(spec["regions"]) if "regions" in spec else None,
+        depth=Path(spec["depth"]) if "depth" in spec else None,
+        direction_deg=float(spec.get("direction", 0.0)),
+        speed_deg_s=float(spec.get("speed", 2.0)),
+        motion=spec.get("motion", "flow"),
+        region_args=tuple(spec.get("region", ())),
+        seg_model=spec.get("seg_model"),
+    )
+    if inputs.motion not in ("flow", "sway"):
+        raise InputError(f"motion must be 'flow' or 'sway', got {inputs.motion!r}")
+    device = spec.get("device", "auto")
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError(f"device must be auto, cpu or cuda, got {device!r}")
+    from ..presets import DEFAULT_PRESET
+
+    cfg = pipeline.build_config(
+        spec.get("preset", DEFAULT_PRESET),
+        frames=spec.get("frames"),
+        animator=spec.get("animator", "flow"),
+        device=device,
+        model=spec.get("model"),
+        depth_model=spec.get("depth_model"),
+        dino_model=spec.get("dino_model"),
+        prompt=spec.get("prompt"),
+        negative_prompt=spec.get("negative_prompt"),
+        text_model=spec.get("text_model"),
+        size=pipeline.size_arg(spec.get("size")),
+        seed=spec.get("seed"),
+    )
+    pipeline.require_models(inputs, cfg)
+    return inputs, cfg
