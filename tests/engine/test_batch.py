@@ -60,7 +60,10 @@ THREE = [
     "entry, reason",
     [
         ({"panorama": "missing.png"}, "job 1 (missing.png): panorama missing.png does not exist"),
-        ({"panorama": "pano.png", "frames": "8"}, "job 1 (pano.png): 'frames' must be a whole number, got \"8\""),
+        (
+            {"panorama": "pano.png", "frames": "8"},
+            "job 1 (pano.png): 'frames' must be a whole number, got \"8\"",
+        ),
         ({"panorama": "pano.png", "preset": "ultra"}, "unknown preset 'ultra'"),
         ({"panorama": "pano.png", "sped": 3}, "job 1 (pano.png): unknown key(s) sped"),
         ({"name": "a", "panorama": "pano.png"}, "job 1 ('a'): the name is used by job 0 too"),
