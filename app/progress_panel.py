@@ -153,7 +153,9 @@ class ProgressPanel(QWidget):
         el = self.elapsed()
         self.elapsed_label.setText(f"Elapsed {clock(el)}")
         left = estimate_remaining(el, self.fraction)
-        self.eta_label.setText("About — left" if left is None else f"About {clock(left)} left")
+        self.eta_label.setText(
+            "Estimating time left…" if left is None else f"About {clock(left)} left"
+        )
 
     def _on_cancel(self) -> None:
         if self.running:

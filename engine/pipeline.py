@@ -639,11 +639,15 @@ def save_stage(
     loops = max(1, cfg.output.equirect_loops)
     frames = (video.frames[i % video.n_frames] for i in range(video.n_frames * loops))
     write_mp4(
-        out / "panorama.mp4", frames, video.fps, spherical=True, progress=progress.sub(0.1, 0.5)
+        out / "panorama.mp4",
+        frames,
+        video.fps,
+        spherical=True,
+        progress=progress.sub(0.1, 0.5),
+        total=video.n_frames * loops,
     )
-    write_mp4(
-        out / "preview.mp4", preview_frames(scene, cfg.output, progress.sub(0.5, 1.0)), video.fps
-    )
+    tour = preview_frames(scene, cfg.output, progress.sub(0.5, 1.0))
+    write_mp4(out / "preview.mp4", tour, video.fps)
     n_per_frame = len(scene.static) + len(scene.dynamic[0])
     full = scene.n_frames * full_set_bytes(n_per_frame, scene.sh_degree, cfg.output.half)
     return {

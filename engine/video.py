@@ -123,9 +123,11 @@ def _encode(
     crf: int,
     faststart: bool,
     rep: Progress | None,
+    total: int | None = None,
 ) -> int:
     """Pipe the frames into ffmpeg; returns the number of frames written."""
-    total = len(frames) if hasattr(frames, "__len__") else None  # type: ignore[arg-type]
+    if total is None and hasattr(frames, "__len__"):
+        total = len(frames)  # type: ignore[arg-type]
     it = iter(frames)
     first = next(it, None)
     if first is None:
@@ -147,8 +149,13 @@ def _encode(
                 proc.stdin.write(_check_frame(frame, size).data)
                 n += 1
                 if rep:
-                    frac = 0.95 * n / total if total else 0.0
-                    rep.update(frac, f"encoded {n}/{total or '?'} frames")
+                    frac = 0.95 * min(n, total) / total if total else 0.0
+                    rep.update(
+                        frac,
+                        f"encoded {n}/{total} frames"
+                        if total
+                        else f"encoded {n} frame{'s' * (n > 1)}",
+                    )
             proc.stdin.close()
             rc = proc.wait()
         except BrokenPipeError:
@@ -172,6 +179,7 @@ def write_mp4(
     crf: int = 18,
     faststart: bool = True,
     progress: Progress | ProgressCallback | None = None,
+    total: int | None = None,
 ) -> Path:
     """Encode uint8 ``[H, W, 3]`` RGB frames to an H.264 MP4 at ``path`` (atomically).
 
@@ -179,7 +187,8 @@ def write_mp4(
     ``faststart`` (the default) puts the index (``moov``) before the media data, so a web
     page or a headset can start playing before the whole file has arrived.
     ``progress`` is a :class:`Progress` or a ``(stage, fraction, message)`` callback
-    (stage ``"video"``); the fraction is known only when ``frames`` has a length.
+    (stage ``"video"``); the fraction is known when ``frames`` has a length or ``total``
+    gives the number of frames a generator yields.
     The parent folder is created if needed. Returns ``path``.
     """
     path = Path(path)
@@ -190,7 +199,7 @@ def write_mp4(
     rep = _reporter(progress, "video")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path, suffix=".mp4") as tmp:
-        _encode(tmp, frames, fps, crf, faststart, rep)
+        _encode(tmp, frames, fps, crf, faststart, rep, total)
         if spherical:
             if rep:
                 rep.update(0.97, "adding 360° metadata")

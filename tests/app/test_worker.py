@@ -194,3 +194,14 @@ def test_progress_is_throttled_but_keeps_stage_changes_and_the_end(qtbot):
     assert rec.progress[-1][:2] == ("b", 1.0)
     first_b = next(p for p in rec.progress if p[0] == "b")
     assert first_b[1] == 0.0  # the stage change itself was delivered
+
+
+def test_progress_panel_says_it_is_estimating_before_it_can(qtbot):
+    from app.progress_panel import ProgressPanel
+
+    panel = ProgressPanel()
+    qtbot.addWidget(panel)
+    panel.start("Generating")
+    panel.update_progress("animate", 0.0, "advecting")
+    assert panel.eta_label.text() == "Estimating time left…"
+    assert "—" not in panel.eta_label.text()

@@ -235,3 +235,16 @@ def test_mp4s_are_faststart_by_default(tmp_path):
         path = write_mp4(tmp_path / "v.mp4", frames, 24.0, **kw)
         top = [p[0] for p, _, _ in boxes(path) if len(p) == 1]
         assert top.index(b"moov") < top.index(b"mdat"), top
+
+
+def test_progress_of_a_generator_counts_against_the_given_total(tmp_path):
+    """A generator has no length: ``total`` gives the fraction; without it no '?' is shown."""
+    frames = [np.zeros((16, 32, 3), np.uint8)] * 4
+    seen = []
+    write_mp4(tmp_path / "a.mp4", iter(frames), 8, total=4,
+              progress=lambda s, f, m: seen.append((f, m)))  # fmt: skip
+    assert [m for _, m in seen[:4]] == [f"encoded {i}/4 frames" for i in (1, 2, 3, 4)]
+    assert [round(f, 3) for f, _ in seen[:4]] == [0.237, 0.475, 0.712, 0.95]
+    seen.clear()
+    write_mp4(tmp_path / "b.mp4", iter(frames[:2]), 8, progress=lambda s, f, m: seen.append(m))
+    assert seen[:2] == ["encoded 1 frame", "encoded 2 frames"]
