@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.progress import clock, estimate_remaining
+
 __all__ = ["ProgressPanel", "clock", "estimate_remaining"]
 
 STAGE_NAMES = {
@@ -30,23 +32,6 @@ STAGE_NAMES = {
     "save": "Writing results",
     "export": "Exporting",
 }
-
-
-def clock(seconds: float) -> str:
-    """``m:ss`` (``h:mm:ss`` past an hour)."""
-    s = max(0, int(round(seconds)))
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def estimate_remaining(elapsed: float, fraction: float) -> float | None:
-    """Seconds left at the average rate so far; None while too early to tell."""
-    if fraction < 0.02 or elapsed < 2.0:
-        return None
-    if fraction >= 1.0:
-        return 0.0
-    return elapsed * (1.0 - fraction) / fraction
 
 
 class ProgressPanel(QWidget):

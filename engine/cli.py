@@ -86,25 +86,10 @@ def _clock(seconds: float) -> str:
 # commands
 
 
-def _generate(args: argparse.Namespace, inputs) -> int:
+def _generate(args: argparse.Namespace, inputs, cfg) -> int:
     from . import pipeline
     from .lift.raster import has_gsplat
 
-    cfg = pipeline.build_config(
-        args.preset,
-        frames=args.frames,
-        animator=args.animator,
-        device=args.device,
-        model=getattr(args, "model", None),
-        depth_model=getattr(args, "depth_model", None),
-        dino_model=getattr(args, "dino_model", None),
-        prompt=getattr(args, "prompt", None),
-        negative_prompt=getattr(args, "negative_prompt", None),
-        text_model=getattr(args, "text_model", None),
-        size=pipeline.size_arg(getattr(args, "size", None)),
-        seed=getattr(args, "seed", None),
-    )
-    pipeline.require_models(inputs, cfg)
     note = None
     if args.device == "cpu" or not has_gsplat():
         note = "note: lifting runs on the CPU with the pure-torch rasteriser (no CUDA/gsplat)"
@@ -129,35 +114,14 @@ def _print_notes(report: dict) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .pipeline import Inputs
+    from .pipeline import OPTIONS, prepare
 
-    if args.panorama is None and not args.text_model:
-        raise InputError(
-            "give a panorama, or make one from --prompt with --text-model (a Stable Diffusion "
-            "pipeline folder or a hub id in the local cache)"
-        )
-    if args.panorama is not None and args.text_model:
-        raise InputError("give a panorama or --text-model to make one, not both")
-    if args.seg_model and not (args.region or args.regions):
-        raise InputError(
-            "--seg-model finds regions named by --region or a regions file's 'mask_prompt'"
-        )
-    inputs = Inputs(
-        panorama=Path(args.panorama) if args.panorama else None,
-        region_args=tuple(args.region),
-        seg_model=args.seg_model,
-        mask=Path(args.mask) if args.mask else None,
-        regions=Path(args.regions) if args.regions else None,
-        depth=Path(args.depth) if args.depth else None,
-        direction_deg=args.direction,
-        speed_deg_s=args.speed,
-        motion=args.motion,
-    )
-    return _generate(args, inputs)
+    options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) not in (None, [])}
+    return _generate(args, *prepare(options))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .pipeline import Inputs
+    from .pipeline import Inputs, build_config
 
     pano = SAMPLE / "park_2048x1024.png"
     regions = SAMPLE / "park_regions.json"
@@ -168,8 +132,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     args.resume = getattr(args, "resume", False)
-    args.frames, args.animator, args.device = None, "flow", "auto"
-    return _generate(args, Inputs(panorama=pano, regions=regions))
+    args.device = "auto"
+    cfg = build_config(args.preset)
+    return _generate(args, Inputs(panorama=pano, regions=regions), cfg)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:

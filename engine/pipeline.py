@@ -212,6 +212,61 @@ def size_arg(text: str | None) -> tuple[int, int] | None:
     return int(h), int(w)
 
 
+# the options of ``generate`` (the command line's and a batch job's names)
+OPTIONS = (
+    "panorama", "mask", "regions", "region", "seg_model", "depth", "depth_model",
+    "dino_model", "preset", "animator", "model", "frames", "direction", "speed", "motion",
+    "prompt", "negative_prompt", "text_model", "size", "seed", "device",
+)  # fmt: skip
+
+
+def prepare(options: dict) -> tuple[Inputs, GenerateConfig]:
+    """(Inputs, GenerateConfig) of ``generate``'s options (names of :data:`OPTIONS`; absent
+    ones take their defaults). Raises InputError when they are wrong or a model is missing;
+    nothing is read but the models' folders."""
+    opt = options.get
+    if opt("panorama") is None and not opt("text_model"):
+        raise InputError(
+            "give a panorama, or make one from --prompt with --text-model (a Stable Diffusion "
+            "pipeline folder or a hub id in the local cache)"
+        )
+    if opt("panorama") is not None and opt("text_model"):
+        raise InputError("give a panorama or --text-model to make one, not both")
+    if opt("seg_model") and not (opt("region") or opt("regions")):
+        raise InputError(
+            "--seg-model finds regions named by --region or a regions file's 'mask_prompt'"
+        )
+    if opt("motion", "flow") not in ("flow", "sway"):
+        raise InputError(f"motion must be 'flow' or 'sway', got {opt('motion')!r}")
+    if opt("device", "auto") not in ("auto", "cpu", "cuda"):
+        raise InputError(f"device must be auto, cpu or cuda, got {opt('device')!r}")
+    path = {k: Path(opt(k)) if opt(k) else None for k in ("panorama", "mask", "regions", "depth")}
+    inputs = Inputs(
+        **path,
+        direction_deg=float(opt("direction", 0.0)),
+        speed_deg_s=float(opt("speed", 2.0)),
+        motion=opt("motion", "flow"),
+        region_args=tuple(opt("region", ())),
+        seg_model=opt("seg_model"),
+    )
+    cfg = build_config(
+        opt("preset", DEFAULT_PRESET),
+        frames=opt("frames"),
+        animator=opt("animator", "flow"),
+        device=opt("device", "auto"),
+        model=opt("model"),
+        depth_model=opt("depth_model"),
+        dino_model=opt("dino_model"),
+        prompt=opt("prompt"),
+        negative_prompt=opt("negative_prompt"),
+        text_model=opt("text_model"),
+        size=size_arg(opt("size")),
+        seed=opt("seed"),
+    )
+    require_models(inputs, cfg)
+    return inputs, cfg
+
+
 def require_models(inputs: Inputs, cfg: GenerateConfig) -> None:
     """Raise InputError naming where we looked when a model the run needs is missing
     (called before anything is written)."""

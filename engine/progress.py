@@ -35,6 +35,23 @@ class CancelToken:
             raise Cancelled("cancelled")
 
 
+def clock(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` past an hour)."""
+    s = max(0, int(round(seconds)))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def estimate_remaining(elapsed: float, fraction: float) -> float | None:
+    """Seconds left at the average rate so far; None while too early to tell."""
+    if fraction < 0.02 or elapsed < 2.0:
+        return None
+    if fraction >= 1.0:
+        return 0.0
+    return elapsed * (1.0 - fraction) / fraction
+
+
 def _ignore(stage: str, fraction: float, message: str) -> None:
     pass
 

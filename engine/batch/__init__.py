@@ -59,9 +59,9 @@ def run_batch(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     batch_id = uuid.uuid4().hex
-    executor = make_executor(cfg, out, batch_id)
+    executor = make_executor(cfg, out, batch_id)  # a bad --cluster leaves no folder behind
+    out.mkdir(parents=True, exist_ok=True)
     meta = {
         "jobs_file": str(jobs_file) if jobs_file else None,
         "cluster": executor.describe,

@@ -6,17 +6,12 @@ from __future__ import annotations
 import sys
 import time
 
+from ..progress import clock, estimate_remaining
 from .state import BatchState
 
 
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(max(0.0, seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 def overall_line(state: BatchState, width: int = 24) -> str:
-    """'[####----] 42.0%  2/5 done, 1 failed  03:12 elapsed, about 04:25 left'."""
+    """'[####----] 42.0%  2/5 done, 1 failed  3:12 elapsed, about 4:25 left'."""
     f, elapsed = state.fraction(), state.elapsed()
     c = state.counts()
     bar = "#" * int(width * f) + "-" * (width - int(width * f))
@@ -24,8 +19,9 @@ def overall_line(state: BatchState, width: int = 24) -> str:
     parts += [f"{c[k]} {k}" for k in ("failed", "cancelled") if c[k]]
     if state.skipped:
         parts.append(f"{len(state.skipped)} from before")
-    left = f", about {_clock(elapsed * (1 - f) / f)} left" if 0.02 < f < 1 else ""
-    return f"[{bar}] {100 * f:5.1f}%  {', '.join(parts)}  {_clock(elapsed)} elapsed{left}"
+    left = estimate_remaining(elapsed, f)
+    left_s = f", about {clock(left)} left" if left else ""
+    return f"[{bar}] {100 * f:5.1f}%  {', '.join(parts)}  {clock(elapsed)} elapsed{left_s}"
 
 
 def job_line(job: dict) -> str:

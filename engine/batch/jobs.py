@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..pipeline import prepare
 
 # name -> (accepted JSON types, is a path)
 FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -157,46 +158,3 @@ def _checked(entry: dict, folder: Path) -> dict:
     spec["name"] = name
     prepare(spec)  # the settings and the models, as generate checks them
     return spec
-
-
-def prepare(spec: dict):
-    """(Inputs, GenerateConfig) of a job's fields; InputError when they are wrong or a
-    model is missing (nothing is read but the models' folders)."""
-    from .. import pipeline
-
-    if "panorama" in spec and "text_model" in spec:
-        raise InputError("give a panorama or a text_model to make one, not both")
-    inputs = pipeline.Inputs(
-        panorama=Path(spec["panorama"]) if "panorama" in spec else None,
-        mask=Path(spec["mask"]) if "mask" in spec else None,
-        regions=Path(spec["regions"]) if "regions" in spec else None,
-        depth=Path(spec["depth"]) if "depth" in spec else None,
-        direction_deg=float(spec.get("direction", 0.0)),
-        speed_deg_s=float(spec.get("speed", 2.0)),
-        motion=spec.get("motion", "flow"),
-        region_args=tuple(spec.get("region", ())),
-        seg_model=spec.get("seg_model"),
-    )
-    if inputs.motion not in ("flow", "sway"):
-        raise InputError(f"motion must be 'flow' or 'sway', got {inputs.motion!r}")
-    device = spec.get("device", "auto")
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"device must be auto, cpu or cuda, got {device!r}")
-    from ..presets import DEFAULT_PRESET
-
-    cfg = pipeline.build_config(
-        spec.get("preset", DEFAULT_PRESET),
-        frames=spec.get("frames"),
-        animator=spec.get("animator", "flow"),
-        device=device,
-        model=spec.get("model"),
-        depth_model=spec.get("depth_model"),
-        dino_model=spec.get("dino_model"),
-        prompt=spec.get("prompt"),
-        negative_prompt=spec.get("negative_prompt"),
-        text_model=spec.get("text_model"),
-        size=pipeline.size_arg(spec.get("size")),
-        seed=spec.get("seed"),
-    )
-    pipeline.require_models(inputs, cfg)
-    return inputs, cfg

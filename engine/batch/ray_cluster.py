@@ -80,10 +80,9 @@ def _task(spec: dict, out: str, batch_id: str, resume: bool, board, shared: bool
     result = execute(spec, str(folder), batch_id, resume, report)
     if not shared:  # the driver has no view of this folder: send it back
         buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:  # a done run has no checkpoints
             for p in sorted(folder.iterdir()):
-                if p.name != ".pano4d" or result["status"] != "done":
-                    tar.add(p, arcname=p.name)
+                tar.add(p, arcname=p.name)
         if result["status"] == "done":
             shutil.rmtree(folder, ignore_errors=True)
         result["archive"] = buf.getvalue()
@@ -105,7 +104,8 @@ class RayExecutor:
         ray = self.ray = _ray()
         if not ray.is_initialized():  # start a local cluster, or join ADDRESS / RAY_ADDRESS
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        self.out, self.batch_id, self.shared = Path(out), batch_id, shared
+        self.out, self.shared = Path(out), shared
+        self.out.mkdir(parents=True, exist_ok=True)
         (self.out / TOKEN).write_text(batch_id)
         self.board = ray.remote(_Board).options(num_cpus=0).remote()
         self.remote = ray.remote(_task)

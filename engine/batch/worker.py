@@ -58,7 +58,6 @@ def execute(spec: dict, out: str, batch_id: str, resume: bool, report: Reporter)
 
 def _run(spec: dict, folder: Path, attempt: int, resume: bool, report: Reporter) -> dict:
     from .. import pipeline
-    from .jobs import prepare
 
     log = _Log(folder / LOG)
     where = f"{socket.gethostname()} pid {os.getpid()}"
@@ -66,7 +65,7 @@ def _run(spec: dict, folder: Path, attempt: int, resume: bool, report: Reporter)
     token = CancelToken()
     callback = _callback(report, token, log)
     try:
-        inputs, cfg = prepare(spec)
+        inputs, cfg = pipeline.prepare(spec)
         done = _checkpointed_stages(folder) if resume else []
         if done:
             log.write(

@@ -56,6 +56,16 @@ THREE = [
 ]
 
 
+def test_a_job_takes_exactly_the_options_of_generate():
+    from engine.batch.jobs import FIELDS
+    from engine.pipeline import OPTIONS
+
+    assert set(FIELDS) == {"name", *OPTIONS}
+    gen = next(a for a in cli.build_parser()._subparsers._actions if a.dest == "command")
+    dests = {a.dest for a in gen.choices["generate"]._actions} - {"help", "out", "resume"}
+    assert dests == set(OPTIONS)
+
+
 @pytest.mark.parametrize(
     "entry, reason",
     [
@@ -69,6 +79,7 @@ THREE = [
         ({"name": "a", "panorama": "pano.png"}, "job 1 ('a'): the name is used by job 0 too"),
         ({"name": "../x", "panorama": "pano.png"}, "cannot name a folder"),
         ({"prompt": "a lake"}, "needs a 'panorama'"),
+        ({"panorama": "pano.png", "seg_model": "clipseg"}, "--seg-model finds regions named by"),
         ({"panorama": "pano.png", "animator": "svd", "model": "nowhere"}, "job 1"),
     ],
 )
@@ -80,6 +91,14 @@ def test_a_bad_entry_is_named_before_any_job_starts(inputs, tmp_path, capsys, en
     code = cli.main(["batch", str(path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: job 1")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_cluster_is_one_line_and_writes_nothing(inputs, tmp_path, capsys):
+    path = job_file(inputs, THREE[:1])
+    code = cli.main(["batch", str(path), "--out", str(tmp_path / "out"), "--cluster", "slurm"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "error: --cluster must be local, ray or ray:ADDRESS, got 'slurm'\n"
     assert not (tmp_path / "out").exists()
 
 
