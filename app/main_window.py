@@ -126,6 +126,7 @@ class MainWindow(QMainWindow):
         self._run_saved: int | None = None  # _edits when the run's snapshot was saved
         self.capabilities = Capabilities()
         self.vr_process: QProcess | None = None
+        self.batch_window = None  # app.batch_window.BatchWindow, made when first asked for
         self.resize(1400, 860)
         self.setAcceptDrops(True)
         self._build_widgets()
@@ -225,6 +226,9 @@ class MainWindow(QMainWindow):
         )
         self.resume_action = A("&Resume Unfinished Run", self.resume_generation)
         self.cancel_action = A("&Cancel", self.cancel_job, "Esc")
+        self.batch_action = A(
+            "&Batch…", self.open_batch_window, tip="Run a job file's scenes, here or on Ray"
+        )
         self.paint_tab_action = A("&Paint", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         self.result_tab_action = A("&Result", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
         self.before_action = A("&Before / After", self._toggle_before, "Ctrl+B")
@@ -262,6 +266,8 @@ class MainWindow(QMainWindow):
         g = mb.addMenu("&Generate")
         for a in (self.generate_action, self.resume_action, self.cancel_action):
             g.addAction(a)
+        g.addSeparator()
+        g.addAction(self.batch_action)
         v = mb.addMenu("&View")
         for a in (self.paint_tab_action, self.result_tab_action, self.before_action):
             v.addAction(a)
@@ -1038,7 +1044,28 @@ class MainWindow(QMainWindow):
             e.acceptProposedAction()
             self.open_any_path(paths[0])
 
+    def open_batch_window(self):
+        """Show the Batch window (one per main window); its done jobs open in Result."""
+        from .batch_window import BatchWindow
+
+        if self.batch_window is None:
+            self.batch_window = BatchWindow(self.qsettings, self)
+            self.batch_window.openResult.connect(self._open_batch_result)
+        self.batch_window.show()
+        self.batch_window.raise_()
+        self.batch_window.activateWindow()
+        return self.batch_window
+
+    def _open_batch_result(self, folder: str) -> None:
+        if self.open_scene_path(folder):
+            self.raise_()
+            self.activateWindow()
+
     def closeEvent(self, e) -> None:
+        batch = self.batch_window
+        if batch is not None and batch.running() and not batch.close():  # it asks first
+            e.ignore()
+            return
         if self._running():
             if not self._quitting:
                 answer = dialogs.ask(

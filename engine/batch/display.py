@@ -10,18 +10,24 @@ from ..progress import clock, estimate_remaining
 from .state import BatchState
 
 
-def overall_line(state: BatchState, width: int = 24) -> str:
-    """'[####----] 42.0%  2/5 done, 1 failed  3:12 elapsed, about 4:25 left'."""
+def summary_text(state: BatchState) -> str:
+    """'2/5 done, 1 failed  3:12 elapsed, about 4:25 left'."""
     f, elapsed = state.fraction(), state.elapsed()
     c = state.counts()
-    bar = "#" * int(width * f) + "-" * (width - int(width * f))
     parts = [f"{c['done']}/{len(state.jobs)} done"]
     parts += [f"{c[k]} {k}" for k in ("failed", "cancelled") if c[k]]
     if state.skipped:
         parts.append(f"{len(state.skipped)} from before")
     left = estimate_remaining(elapsed, f)
     left_s = f", about {clock(left)} left" if left else ""
-    return f"[{bar}] {100 * f:5.1f}%  {', '.join(parts)}  {clock(elapsed)} elapsed{left_s}"
+    return f"{', '.join(parts)}  {clock(elapsed)} elapsed{left_s}"
+
+
+def overall_line(state: BatchState, width: int = 24) -> str:
+    """'[####----] 42.0%  2/5 done, 1 failed  3:12 elapsed, about 4:25 left'."""
+    f = state.fraction()
+    bar = "#" * int(width * f) + "-" * (width - int(width * f))
+    return f"[{bar}] {100 * f:5.1f}%  {summary_text(state)}"
 
 
 def job_line(job: dict) -> str:
@@ -36,11 +42,18 @@ def finished_line(job: dict, total: int) -> str:
     head = f"[{job['index'] + 1}/{total}] {job['name']}: {job['status']}"
     if job["status"] == "done":
         fig = job.get("figures") or {}
-        psnr = f", psnr_native {fig['psnr_native']:.2f} dB" if "psnr_native" in fig else ""
-        return f"{head} in {job.get('seconds') or 0:.1f} s{psnr}"
+        return f"{head} in {job.get('seconds') or 0:.1f} s{psnr_text(fig, ', ')}"
     if job["status"] == "failed":
         return f"{head}: {job.get('error')}"
     return head
+
+
+def psnr_text(figures: dict, lead: str = "") -> str:
+    """'psnr_native 40.71 dB (12 views of 60 deg at 683x683 px)', or '' without one."""
+    if "psnr_native" not in figures:
+        return ""
+    where = str(figures.get("psnr_native_resolution", "")).split(" from")[0]
+    return f"{lead}psnr_native {figures['psnr_native']:.2f} dB" + (f" ({where})" if where else "")
 
 
 class BatchTerminal:

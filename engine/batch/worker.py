@@ -28,6 +28,7 @@ LOG = "job.log"
 # report.json figures copied into batch.json
 FIGURES = (
     "psnr_native",
+    "psnr_native_resolution",
     "psnr_train",
     "gaussians_per_input_pixel",
     "gaussians_static",
