@@ -736,8 +736,12 @@ def render_tour(
     [H, W, 3] image in [0, 1]: the pure-torch rasteriser by default (the viewer passes its
     OpenGL renderer)."""
     for i, view in enumerate(views):
-        rgb = draw(scene.frame(i % scene.n_frames), view)
-        progress.update((i + 1) / len(views), f"frame {i + 1}/{len(views)}")
+        t = i % scene.n_frames
+        rgb = draw(scene.frame(t), view)
+        progress.update(
+            (i + 1) / len(views),
+            f"look-around view {i + 1}/{len(views)} (scene frame {t + 1}/{scene.n_frames})",
+        )
         yield (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
 
 
