@@ -714,13 +714,19 @@ class PaintCanvas(QWidget):
             self._space = True
             self.setCursor(Qt.OpenHandCursor)
             return
-        action = self._key_action(event)
-        if action is None:
+        if not self.handle_key(event):
             super().keyPressEvent(event)
-            return
+
+    def handle_key(self, event, *, tools_only: bool = False) -> bool:
+        """Run the action of key ``event`` (tool, brush size, fit, undo/redo; ``tools_only``:
+        not undo/redo). False when the key has none here."""
+        action = self._key_action(event)
+        if action is None or (tools_only and event.modifiers() & ~Qt.KeypadModifier):
+            return False
         self._end_drag()  # an undo may remove the layer a drag is editing
         action()
         self.update()
+        return True
 
     def _end_drag(self) -> None:
         """Finish the gesture in progress (a stroke is committed as it is); the button's

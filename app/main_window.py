@@ -29,6 +29,7 @@ from pathlib import Path
 from PySide6.QtCore import QProcess, QProcessEnvironment, QSettings, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QLabel,
     QMainWindow,
@@ -58,6 +59,7 @@ from .project import (
 )
 from .region_panel import RegionPanel
 from .regions_model import RegionsModel
+from .shortcuts import ShortcutRouter
 from .viewer_panel import ViewerPanel
 from .worker import GenerateJob, GenerateWorker, TaskWorker
 
@@ -130,6 +132,14 @@ class MainWindow(QMainWindow):
         self.resize(1400, 860)
         self.setAcceptDrops(True)
         self._build_widgets()
+        self.shortcut_router = ShortcutRouter(
+            self,
+            self.canvas,
+            self.model.undo_stack,
+            lambda: self.tabs.currentWidget() is self.canvas,
+            (self.canvas, self.viewer),
+        )
+        QApplication.instance().installEventFilter(self.shortcut_router)
         self._build_actions()
         self._build_menus()
         self._build_status()
@@ -157,6 +167,11 @@ class MainWindow(QMainWindow):
         self.model = RegionsModel(self)
         self.canvas = PaintCanvas(self.model)
         self.viewer = ViewerPanel(None)
+        self.viewer.set_empty_text(
+            "No result yet.\n\nPaint the regions that should move in the Paint tab, say how "
+            "in Generate, and press Generate (Ctrl+G).\nOr open a scene you made before: "
+            "File > Open Scene…, Open Project… or Open Recent."
+        )
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self.canvas, "Paint")
         self.tabs.addTab(self.viewer, "Result")
@@ -755,7 +770,10 @@ class MainWindow(QMainWindow):
         worker.cancelled.connect(lambda: self._generation_ended("cancelled", "Cancelled"))
         worker.failed.connect(self._generation_failed)
         self.worker = worker
-        self.progress_panel.start("Resuming…" if resume else f"Generating ({cfg.preset})")
+        self.progress_panel.start(
+            "Resuming…" if resume else f"Generating ({cfg.preset})",
+            f"Last generation ({cfg.preset})",
+        )
         worker.start()
         self._update_actions()
         return True
@@ -867,7 +885,8 @@ class MainWindow(QMainWindow):
         worker.cancelled.connect(lambda: self._export_ended("Export cancelled"))
         worker.failed.connect(self._export_failed)
         self.worker = worker
-        self.progress_panel.start(f"Exporting {EXPORTS[kind].rstrip('…')}")
+        what = EXPORTS[kind].rstrip("…")
+        self.progress_panel.start(f"Exporting {what}", f"Last export: {what}")
         worker.start()
         self._update_actions()
         return True
@@ -1092,6 +1111,7 @@ class MainWindow(QMainWindow):
             e.ignore()
             return
         self.autosave_timer.stop()
+        QApplication.instance().removeEventFilter(self.shortcut_router)
         self.viewer.shutdown()
         self.closed = True
         super().closeEvent(e)

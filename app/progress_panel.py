@@ -85,10 +85,13 @@ class ProgressPanel(QWidget):
         self._timer.setInterval(250)
         self._timer.timeout.connect(self._refresh)
         self._pending = False
+        self._done_title = ""
         self.stop("")
 
-    def start(self, title: str) -> None:
+    def start(self, title: str, done_title: str = "Last job") -> None:
+        """A job begins: ``title`` heads the panel while it runs, ``done_title`` after."""
         self.running = True
+        self._done_title = done_title
         self.fraction, self.stage, self.message = 0.0, "", ""
         self._pending = False
         self._t0 = time.monotonic()
@@ -155,6 +158,8 @@ class ProgressPanel(QWidget):
         if self._pending and text:
             self._refresh()  # the last report, then the outcome
         self.stage_label.setText(text or "Idle")
+        if text:
+            self.title.setText(self._done_title)
         self.cancel_button.setEnabled(False)
         self.cancel_button.setText("Cancel")
         if not text:

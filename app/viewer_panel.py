@@ -49,6 +49,7 @@ MODES = (("Loop", "loop"), ("Ping-pong", "pingpong"), ("Once", "once"))
 TICK_MS = 16
 BEFORE_MAX_WIDTH = 640  # the before view renders at most this wide, then scales up
 BEFORE_MAX_SOURCE = 4096  # panoramas wider than this are shrunk for the before view
+EMPTY_TEXT = "No scene open.\n\nFile > Open… (Ctrl+O) opens a scene folder or a splat file."
 
 __all__ = ["BeforeView", "ViewerPanel"]
 
@@ -146,9 +147,14 @@ class ViewerPanel(QWidget):
         self.playback = Playback(1, 8.0, "loop", playing=False)
         self._ms_avg: float | None = None
         self._build_bar()
+        self.empty_label = QLabel(EMPTY_TEXT, self)
+        self.empty_label.setAlignment(Qt.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setMargin(24)
         self._stack = QStackedLayout()
         self._stack.addWidget(self.view)
         self._stack.addWidget(self.before_view)
+        self._stack.addWidget(self.empty_label)
         v = QVBoxLayout(self)
         v.setContentsMargins(0, 0, 0, 0)
         v.setSpacing(0)
@@ -248,6 +254,20 @@ class ViewerPanel(QWidget):
         self.view.set_scene(scene)
         self._show_frame(0)
         self._update_play_button()
+        for w in (self.play_button, self.flip_button, self.speed_combo, self.mode_combo):
+            w.setEnabled(scene is not None)
+        if scene is None:
+            self._stack.setCurrentWidget(self.empty_label)
+        elif self._stack.currentWidget() is self.empty_label:
+            self._stack.setCurrentWidget(self.view)
+
+    def set_empty_text(self, text: str) -> None:
+        """What the panel says while it has no scene."""
+        self.empty_label.setText(text)
+
+    @property
+    def empty(self) -> bool:
+        return self.view.scene is None
 
     def set_before_image(self, rgb: np.ndarray | None) -> None:
         """The static input panorama for the Before view (uint8 [H, W, 3]); None hides it."""
@@ -295,7 +315,10 @@ class ViewerPanel(QWidget):
 
     def _show_frame(self, t: int) -> None:
         self.view.set_frame(t)
-        self.frame_label.setText(f"frame {t} / {self.playback.n_frames}")
+        if self.view.scene is None:
+            self.frame_label.setText("no scene")
+        else:
+            self.frame_label.setText(f"frame {t} / {self.playback.n_frames}")
 
     def _tick(self) -> None:
         now = time.perf_counter()

@@ -353,6 +353,34 @@ def test_shortcut_switches_tabs_and_undo_reverts_a_paint(win, qtbot, pano_path):
     assert not win.model.is_empty()  # redo
 
 
+def test_keys_go_where_the_user_means_them(win, qtbot, pano_path):
+    """Canvas tool keys work from the region list; Ctrl+Z in a spin box undoes the edit."""
+    from PySide6.QtCore import Qt
+
+    win.open_panorama(pano_path)
+    win.model.add_layer("water")
+    with qtbot.waitActive(win):
+        win.activateWindow()
+    panel = win.region_panel
+    panel.region_list.setFocus()
+    assert win.canvas.tool == "brush"
+    qtbot.keyClick(panel.region_list, Qt.Key_F)
+    assert win.canvas.tool == "fill"
+    qtbot.keyClick(panel.region_list, Qt.Key_E)
+    assert win.canvas.tool == "eraser"
+
+    speed = win.model.layers[0].speed_deg_s
+    panel.speed_spin.setFocus()
+    panel.speed_spin.selectAll()
+    qtbot.keyClicks(panel.speed_spin, "7")
+    assert win.model.layers[0].speed_deg_s == 7.0
+    qtbot.keyClick(panel.speed_spin, Qt.Key_B)  # typed into the box, not a tool
+    assert win.canvas.tool == "eraser"
+    qtbot.keyClick(panel.speed_spin, Qt.Key_Z, Qt.ControlModifier)
+    assert win.model.layers[0].speed_deg_s == speed  # the edit, not the box's text
+    assert panel.speed_spin.value() == speed
+
+
 def test_unsaved_changes_prompt_on_close(win, pano_path, dialogs, tmp_path):
     win.open_panorama(pano_path)
     win.model.add_layer("sky")
@@ -461,6 +489,18 @@ def shiboken_valid(obj) -> bool:
     import shiboken6
 
     return shiboken6.isValid(obj)
+
+
+def test_the_result_tab_says_what_to_do_until_there_is_a_scene(win, result_dir):
+    viewer = win.viewer
+    win.tabs.setCurrentIndex(1)
+    assert viewer.empty and viewer.empty_label.isVisible() and not viewer.view.isVisible()
+    assert viewer.empty_label.text().startswith("No result yet.")
+    assert "Generate (Ctrl+G)" in viewer.empty_label.text()
+    assert viewer.frame_label.text() == "no scene" and not viewer.play_button.isEnabled()
+    assert win.open_scene_path(result_dir / "out")
+    assert not viewer.empty and viewer.view.isVisible() and not viewer.empty_label.isVisible()
+    assert viewer.frame_label.text() == "frame 0 / 3" and viewer.play_button.isEnabled()
 
 
 def test_preview_export_renders_when_the_result_has_none(win, qtbot, result_dir, tmp_path):
