@@ -52,6 +52,7 @@ from .project import (
     RUN_DIR,
     SUFFIX,
     ProjectData,
+    adopt_outputs,
     load_project,
     project_folder,
     save_project,
@@ -69,6 +70,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "resources" / "samples" / "park_2048x1024.png"
 MAX_RECENT = 8
 AUTOSAVE_MS = 60_000
+NO_RESULT = (
+    "No result yet.\n\nPaint the regions that should move in the Paint tab, say how in "
+    "Generate, and press Generate (Ctrl+G).\nOr open a scene you made before: File > Open "
+    "Scene…, Open Project… or Open Recent."
+)
 IMAGE_FILTER = "Panoramas (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.exr *.hdr);;All files (*)"
 EXPORTS = {
     "scene": "Native scene…",
@@ -167,11 +173,7 @@ class MainWindow(QMainWindow):
         self.model = RegionsModel(self)
         self.canvas = PaintCanvas(self.model)
         self.viewer = ViewerPanel(None)
-        self.viewer.set_empty_text(
-            "No result yet.\n\nPaint the regions that should move in the Paint tab, say how "
-            "in Generate, and press Generate (Ctrl+G).\nOr open a scene you made before: "
-            "File > Open Scene…, Open Project… or Open Recent."
-        )
+        self.viewer.set_empty_text(NO_RESULT)
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self.canvas, "Paint")
         self.tabs.addTab(self.viewer, "Result")
@@ -494,6 +496,7 @@ class MainWindow(QMainWindow):
         self.lookaround.set_panorama(pano.rgb)
         self.viewer.set_scene(None)
         self.viewer.set_before_image(None)
+        self.viewer.set_empty_text(NO_RESULT)
         self.scene_path = None
         self.tabs.setCurrentIndex(0)
         self.size_label.setText(f"{pano.width} × {pano.height} px")
@@ -562,6 +565,10 @@ class MainWindow(QMainWindow):
         if data.result is not None and (data.result / "scene" / "manifest.json").is_file():
             self.open_scene_path(data.result)
             self.tabs.setCurrentIndex(0)
+        elif data.result is not None:
+            missing = f"This project's result {data.result} is missing (moved or deleted?)."
+            self.viewer.set_empty_text(f"{missing}\n\nPress Generate (Ctrl+G) to make it again.")
+            self.statusBar().showMessage(missing, 15000)
         self._update_title()
         self._update_actions()
         if data.resumable():
@@ -599,9 +606,19 @@ class MainWindow(QMainWindow):
         if self.pano is None:
             return False
         folder = project_folder(path)
+        previous = self.project.folder if self.project is not None else None
+        moving = previous is not None and previous.absolute() != folder.absolute()
+        if moving and self._running():
+            dialogs.error(
+                self,
+                "Cannot save the project elsewhere yet",
+                "A job is writing into this project. Save it elsewhere once it has finished "
+                "or been cancelled (the result moves with the project).",
+            )
+            return False
         self._saves += 1  # before saving: a generate worker's older snapshot must not follow
         try:
-            result = self.result_dir
+            result, generation = self._adopt_outputs(folder)
             if result is None and (folder / RESULT_DIR / "scene").is_dir():
                 result = folder / RESULT_DIR
             self.project = save_project(
@@ -611,7 +628,7 @@ class MainWindow(QMainWindow):
                 settings=self.generate_panel.settings(),
                 copy_panorama=self.copy_panorama,
                 result=result,
-                generation=self.generation,
+                generation=generation,
             )
         except Exception as e:
             if quiet:
@@ -619,6 +636,9 @@ class MainWindow(QMainWindow):
             else:
                 dialogs.error(self, "Cannot save project", *dialogs.describe(e))
             return False
+        self._follow_outputs(result, generation)
+        if moving and self.auto_project:
+            self._discard_auto_project(previous)
         if Path(self.pano.path or "") != self.project.panorama:  # the copy, or its original
             self.pano = dataclasses.replace(self.pano, path=str(self.project.panorama))
             self.size_label.setToolTip(f"{self.pano.path}\n{self.pano.source}")
@@ -628,6 +648,43 @@ class MainWindow(QMainWindow):
         self._update_title()
         self.statusBar().showMessage(f"Saved {folder.name}", 3000)
         return True
+
+    def _adopt_outputs(self, folder: Path) -> tuple[Path | None, dict | None]:
+        """The result and run record to save into ``folder``, copied into it when they live
+        elsewhere (:func:`app.project.adopt_outputs`; a wait cursor while it copies). Not
+        while a job runs: its output folder is being written."""
+        if self._running():
+            return self.result_dir, self.generation
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        try:
+            return adopt_outputs(folder, self.result_dir, self.generation)
+        finally:
+            QApplication.restoreOverrideCursor()
+
+    def _follow_outputs(self, result: Path | None, generation: dict | None) -> None:
+        """After a save that copied the outputs: the window shows and names the copies."""
+        if generation is not None:
+            self.generation = generation
+        if result is None or self.result_dir is None or result == self.result_dir:
+            return
+        shown = self.scene_path is not None and self.scene_path.parent == self.result_dir
+        self.result_dir = result
+        if shown:  # reopen from the copy (the viewer may read frames from disk later)
+            tab = self.tabs.currentIndex()
+            self.open_scene_path(result)
+            self.tabs.setCurrentIndex(tab)
+
+    def _discard_auto_project(self, folder: Path) -> None:
+        """Remove the project the app made in its data folder once it has been saved
+        elsewhere with everything it held (kept when anything still names it)."""
+        if folder.resolve().parent != self.runs_dir.resolve():
+            return
+        doc = (self.project.folder / "project.json").read_text(encoding="utf-8")
+        if str(folder.absolute()) in doc or str(folder.resolve()) in doc:
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+        items = [r for r in self.recent_files() if Path(r) != folder.absolute()]
+        self.qsettings.setValue("recent", items)
 
     def autosave(self) -> None:
         """The timer's save: only a project that has a folder and unsaved changes."""

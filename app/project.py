@@ -26,6 +26,9 @@ named by its content, and ``project.json`` — written last, atomically — is t
 what it no longer names is removed after. A crash at any moment leaves the previous complete
 project or the new one, never a mix.
 
+Saving a project into another folder (Save As, or keeping a project the app made in its
+data folder) brings its result and its unfinished run along: :func:`adopt_outputs`.
+
 A run that was interrupted (status still "running" after a crash or kill, or "cancelled")
 and left checkpoints in ``OUT/.pano4d/`` can be resumed: :meth:`ProjectData.resumable`.
 """
@@ -54,6 +57,7 @@ __all__ = [
     "SUFFIX",
     "VERSION",
     "ProjectData",
+    "adopt_outputs",
     "load_project",
     "project_folder",
     "save_project",
@@ -340,3 +344,45 @@ def write_run_inputs(run_dir: Path, panorama: Path, regions: list[Region]) -> Pa
         save_regions(tmp / "regions.json", regions)
         atomic_write_json(tmp / "inputs.json", {"panorama": str(Path(panorama).absolute())})
     return run_dir / "regions.json"
+
+
+def _inside(p: Path, folder: Path) -> bool:
+    return p.resolve().is_relative_to(folder.resolve())
+
+
+def _copy_tree(source: Path, dest: Path) -> None:
+    with atomic_dir(dest) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True, symlinks=True)
+
+
+def adopt_outputs(
+    folder: str | os.PathLike[str],
+    result: Path | None,
+    generation: dict[str, Any] | None,
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """Copy the result and the latest run (its inputs and checkpoints) that live outside
+    project ``folder`` into ``folder/result/`` and ``folder/run/``; return the result path and
+    the generation record (absolute paths) naming the copies. What is already inside
+    ``folder``, or missing, is left as it is. Each copy is atomic (:func:`atomic_dir`)."""
+    folder = project_folder(folder).absolute()
+    dest = folder / RESULT_DIR
+    copied: dict[Path, Path] = {}  # source output folder -> its copy
+    if result is not None and result.is_dir() and not _inside(result, folder):
+        _copy_tree(result, dest)
+        copied[result.resolve()] = dest
+        result = dest
+    if generation is None:
+        return result, None
+    g = dict(generation)
+    out = Path(g["out"])
+    if out.resolve() in copied:
+        g["out"] = str(copied[out.resolve()])
+    elif out.is_dir() and not _inside(out, folder) and not copied:
+        _copy_tree(out, dest)
+        g["out"] = str(dest)
+        result = dest if result is not None and result.resolve() == out.resolve() else result
+    run = Path(g["regions"]).parent
+    if run.is_dir() and not _inside(run, folder):
+        _copy_tree(run, folder / RUN_DIR)
+        g["regions"] = str(folder / RUN_DIR / Path(g["regions"]).name)
+    return result, g

@@ -165,35 +165,14 @@ def test_window_saves_autosaves_and_reopens(gui, qtbot, tmp_path, dialogs):
 
 def test_reopening_an_interrupted_project_offers_resume(gui, qtbot, tmp_path, dialogs, monkeypatch):
     import app.main_window as mw
-    from app.project import save_project, write_run_inputs
+    from app.project import save_project
 
     pano = tiny_panorama(tmp_path)
     folder = tmp_path / "crashed.pano4dproj"
     settings = tiny_config(frames=3)
-    regions_file = write_run_inputs(folder / "run", pano, two_regions())
+    generation = interrupted_run(folder, pano, settings)
+    generation["status"] = "running"  # the app died: nobody recorded the end
     out = folder / "result"
-    token = CancelToken()
-
-    def stop_in_lift(stage, fraction, message):
-        if stage == "lift":
-            token.cancel()  # as if the app had been killed while lifting
-
-    with pytest.raises(Cancelled):
-        run(
-            Inputs(pano, regions=regions_file),
-            settings.to_config(),
-            out,
-            callback=stop_in_lift,
-            cancel=token,
-        )
-    assert json.loads((out / ".pano4d" / "state.json").read_text())["done"] == ["animate", "depth"]
-    generation = {
-        "status": "running",  # the app died: nobody recorded the end
-        "out": str(out),
-        "panorama": str(pano),
-        "regions": str(regions_file),
-        "settings": settings.to_json(),
-    }
     save_project(
         folder, panorama=pano, regions=two_regions(), settings=settings, generation=generation
     )
@@ -386,4 +365,96 @@ def test_hand_edited_projects_give_one_line_and_change_nothing(gui, qtbot, tmp_p
     win.model.paint_mask(0, np.ones((H, W), bool))  # edits still work (no KeyError)
     assert len(dialogs.errors) == 3
     win.dirty = False
+    win.close()
+
+
+def interrupted_run(folder: Path, pano: Path, settings) -> dict:
+    """A run in ``folder`` stopped in its lift (checkpoints of animate and depth kept); its
+    generation record."""
+    from app.project import write_run_inputs
+
+    regions_file = write_run_inputs(folder / "run", pano, two_regions())
+    out = folder / "result"
+    token = CancelToken()
+
+    def stop_in_lift(stage, fraction, message):
+        if stage == "lift":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        run(
+            Inputs(pano, regions=regions_file),
+            settings.to_config(),
+            out,
+            callback=stop_in_lift,
+            cancel=token,
+        )
+    assert json.loads((out / ".pano4d" / "state.json").read_text())["done"] == ["animate", "depth"]
+    return {
+        "status": "cancelled",
+        "out": str(out),
+        "panorama": str(pano),
+        "regions": str(regions_file),
+        "settings": settings.to_json(),
+    }
+
+
+def test_a_project_saved_elsewhere_and_moved_keeps_its_result_and_its_unfinished_run(
+    gui, qtbot, tmp_path, dialogs, monkeypatch
+):
+    """A run the app made in its data folder, saved elsewhere (Save As) and then moved,
+    resumes from its checkpoints there; its finished result moves with it; a result that
+    is gone is said so."""
+    import app.main_window as mw
+    from app.project import save_project
+
+    pano = tiny_panorama(tmp_path)
+    settings = tiny_config(frames=3)
+    auto = tmp_path / "runs" / "park-20261203-101500.pano4dproj"
+    generation = interrupted_run(auto, pano, settings)
+    save_project(
+        auto, panorama=pano, regions=two_regions(), settings=settings, generation=generation
+    )
+
+    win = make_window(gui, qtbot, tmp_path)
+    dialogs.answers.append("Not now")
+    assert win.open_project(auto) and win.auto_project
+    dialogs.paths.append(str(tmp_path / "mine.pano4dproj"))
+    assert win.save_as() and not dialogs.errors
+    mine = tmp_path / "mine.pano4dproj"
+    assert not auto.exists() and str(auto) not in win.recent_files()  # moved, not copied
+    doc = json.loads((mine / "project.json").read_text())
+    assert (
+        doc["generation"]["out"] == "result" and doc["generation"]["regions"] == "run/regions.json"
+    )
+    assert (mine / "result" / ".pano4d" / "state.json").is_file()
+    win.close()
+
+    moved = Path(shutil.move(str(mine), str(tmp_path / "usb" / "mine.pano4dproj")))
+    seen: list[tuple[str, str]] = []
+
+    class Recording(mw.GenerateWorker):
+        def __init__(self, job, parent=None):
+            super().__init__(job, parent)
+            self.progress.connect(lambda s, f, m: seen.append((s, m)))
+
+    monkeypatch.setattr(mw, "GenerateWorker", Recording)
+    win = make_window(gui, qtbot, tmp_path)
+    dialogs.answers.append("Resume")
+    assert win.open_project(moved) and win.worker is not None and win.worker.job.resume
+    qtbot.waitUntil(
+        lambda: win.worker.outcome is not None and not win.progress_panel.running, timeout=60000
+    )
+    assert win.worker.outcome == "finished", win.worker.error
+    assert ("depth", "resumed from checkpoint") in seen
+    assert win.result_dir == moved / "result" and (moved / "result" / "report.json").is_file()
+    win.close()
+
+    again = Path(shutil.move(str(moved), str(tmp_path / "again.pano4dproj")))
+    win = make_window(gui, qtbot, tmp_path)
+    assert win.open_project(again) and win.result_dir == again / "result"
+    assert win.viewer.view.scene is not None and win.viewer.view.scene.n_frames == 3
+    shutil.rmtree(again / "result")
+    assert win.open_project(again) and win.viewer.empty
+    assert "is missing" in win.viewer.empty_label.text() and not dialogs.errors
     win.close()
