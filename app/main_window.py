@@ -20,6 +20,7 @@ All long work runs in :mod:`app.worker` threads; every dialog goes through
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import sys
@@ -40,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.io import Panorama, load_panorama, load_regions
+from engine.progress import StageEstimate
 
 from . import dialogs
 from .canvas import PaintCanvas
@@ -798,8 +800,28 @@ class MainWindow(QMainWindow):
         g["status"] = "running"
         return self._run_generation(cfg, resume=True)
 
+    def _stage_key(self, preset: str) -> str:
+        size = f"{self.pano.width}x{self.pano.height}" if self.pano is not None else "none"
+        return f"stage_seconds/{preset}/{size}"
+
+    def _stage_seconds(self, preset: str) -> dict[str, float] | None:
+        """How long each stage took on the last full run of ``preset`` at this size here."""
+        try:
+            value = json.loads(str(self.qsettings.value(self._stage_key(preset), "")))
+            return {str(k): float(v) for k, v in value.items()}
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+    def _remember_stage_seconds(self, report: dict) -> None:
+        """Keep a finished run's stage times (not a resumed one's: some stages were skipped)."""
+        timings = report.get("timings_s")
+        worker = self.worker
+        if not isinstance(timings, dict) or getattr(getattr(worker, "job", None), "resume", True):
+            return
+        self.qsettings.setValue(self._stage_key(str(report.get("preset"))), json.dumps(timings))
+
     def _run_generation(self, cfg, *, resume: bool, prepare=None) -> bool:
-        from engine.pipeline import Inputs
+        from engine.pipeline import Inputs, stage_spans
 
         g = self.generation
         inputs = Inputs(panorama=Path(g["panorama"]), regions=Path(g["regions"]))
@@ -830,6 +852,7 @@ class MainWindow(QMainWindow):
         self.progress_panel.start(
             "Resuming…" if resume else f"Generating ({cfg.preset})",
             f"Last generation ({cfg.preset})",
+            StageEstimate(stage_spans(), self._stage_seconds(cfg.preset)),
         )
         worker.start()
         self._update_actions()
@@ -872,6 +895,7 @@ class MainWindow(QMainWindow):
 
     def _generation_finished(self, report: dict) -> None:
         self.last_report = report
+        self._remember_stage_seconds(report)
         out = Path(self.generation["out"])
         self.result_dir = out
         took = clock(self.progress_panel.elapsed())

@@ -2,8 +2,11 @@
 time left, and Cancel (Esc).
 
 Feed it the worker's ``progress(stage, fraction, message)`` signal; a 250 ms timer keeps the
-elapsed time ticking between reports. The estimate is the remaining fraction at the average
-rate so far (``elapsed * (1 - f) / f``), shown once 2 % is done and at least 2 s passed.
+elapsed time ticking between reports. A generate run passes a
+:class:`engine.progress.StageEstimate`: the bar then shows the share of the expected time
+done and the estimate comes from measured stage rates (and the stage times of the last
+similar run). Other jobs (exports) use the average rate so far (``elapsed * (1 - f) / f``),
+shown once 2 % is done and at least 2 s passed.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.progress import clock, estimate_remaining
+from engine.progress import StageEstimate, clock, estimate_remaining
 
 __all__ = ["ProgressPanel", "clock", "estimate_remaining"]
 
@@ -86,11 +89,16 @@ class ProgressPanel(QWidget):
         self._timer.timeout.connect(self._refresh)
         self._pending = False
         self._done_title = ""
+        self.estimate: StageEstimate | None = None
         self.stop("")
 
-    def start(self, title: str, done_title: str = "Last job") -> None:
-        """A job begins: ``title`` heads the panel while it runs, ``done_title`` after."""
+    def start(
+        self, title: str, done_title: str = "Last job", estimate: StageEstimate | None = None
+    ) -> None:
+        """A job begins: ``title`` heads the panel while it runs, ``done_title`` after;
+        ``estimate``: the run's stages (see the module doc)."""
         self.running = True
+        self.estimate = estimate
         self._done_title = done_title
         self.fraction, self.stage, self.message = 0.0, "", ""
         self._pending = False
@@ -113,7 +121,11 @@ class ProgressPanel(QWidget):
         if not self.running:
             return
         new_stage = stage != self.stage
-        self.stage, self.fraction = stage, max(0.0, min(1.0, float(fraction)))
+        fraction = max(0.0, min(1.0, float(fraction)))
+        if self.estimate is not None:
+            self.estimate.update(stage, fraction)
+            fraction = self.estimate.fraction()
+        self.stage, self.fraction = stage, fraction
         self.message = message
         self._pending = True
         if new_stage:
@@ -140,7 +152,10 @@ class ProgressPanel(QWidget):
     def _refresh_times(self) -> None:
         el = self.elapsed()
         self.elapsed_label.setText(f"Elapsed {clock(el)}")
-        left = estimate_remaining(el, self.fraction)
+        if self.estimate is not None:
+            left = self.estimate.remaining()
+        else:
+            left = estimate_remaining(el, self.fraction)
         self.eta_label.setText(
             "Estimating time left…" if left is None else f"About {clock(left)} left"
         )

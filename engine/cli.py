@@ -20,26 +20,43 @@ from pathlib import Path
 
 from .errors import Cancelled, InputError, Pano4DError
 from .fsutil import tree_size
-from .progress import CancelToken
+from .progress import CancelToken, StageEstimate, clock, estimate_remaining
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "resources" / "samples"
 
 
 class TerminalProgress:
-    """A progress bar on stderr: redrawn in place on a terminal, one line per 10% otherwise."""
+    """A progress bar on stderr: redrawn in place on a terminal, one line per 10% otherwise.
+    ``estimate``: a generate run's stages (time left from measured stage rates); without it
+    the time left is the average rate so far."""
 
-    def __init__(self, stream=None, width: int = 28, note: str | None = None) -> None:
+    def __init__(
+        self,
+        stream=None,
+        width: int = 28,
+        note: str | None = None,
+        estimate: StageEstimate | None = None,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.note = note  # printed once the inputs are loaded (bad input stays one line)
         self.tty = self.stream.isatty()
         self.width = width
+        self.estimate = estimate
         self.t0 = time.monotonic()
         self.last_draw = 0.0
         self.last_decile = -1
         self.last_stage = ""
 
+    def _left(self, elapsed: float, fraction: float) -> float | None:
+        if self.estimate is None:
+            return estimate_remaining(elapsed, fraction)
+        return self.estimate.remaining()
+
     def __call__(self, stage: str, fraction: float, message: str) -> None:
+        if self.estimate is not None:
+            self.estimate.update(stage, fraction)
+            fraction = self.estimate.fraction()
         if stage == "load":  # quick; and a bad input must stay a single line on stderr
             return
         if self.note:
@@ -53,14 +70,14 @@ class TerminalProgress:
                 return
             filled = int(self.width * fraction)
             bar = "#" * filled + "-" * (self.width - filled)
-            eta = elapsed / fraction - elapsed if fraction > 0.02 else float("nan")
-            eta_s = f" eta {_clock(eta)}" if eta == eta else ""
-            head = f"\r[{bar}] {100 * fraction:5.1f}% {stage:<8} {_clock(elapsed)}{eta_s}"
+            left = self._left(elapsed, fraction)
+            eta_s = "" if left is None else f" {clock(left)} left"
+            head = f"\r[{bar}] {100 * fraction:5.1f}% {stage:<8} {clock(elapsed)}{eta_s}"
             line = f"{head}  {message[:40]}"
             self.stream.write(line.ljust(110)[:110])
             self.stream.flush()
         elif decile != self.last_decile or stage != self.last_stage:
-            self.stream.write(f"{100 * fraction:5.1f}% {stage:<8} {_clock(elapsed)}  {message}\n")
+            self.stream.write(f"{100 * fraction:5.1f}% {stage:<8} {clock(elapsed)}  {message}\n")
             self.stream.flush()
         self.last_draw, self.last_decile, self.last_stage = now, decile, stage
 
@@ -77,11 +94,6 @@ def _is_gpu_oom(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError)
 
 
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    return f"{m:02d}:{s:02d}"
-
-
 # ----------------------------------------------------------------------------------------
 # commands
 
@@ -94,7 +106,8 @@ def _generate(args: argparse.Namespace, inputs, cfg) -> int:
     if args.device == "cpu" or not has_gsplat():
         note = "note: lifting runs on the CPU with the pure-torch rasteriser (no CUDA/gsplat)"
     cancel = CancelToken()
-    bar = TerminalProgress(note=note)
+    estimate = StageEstimate(pipeline.stage_spans(cfg.text is not None))
+    bar = TerminalProgress(note=note, estimate=estimate)
     with cancel_on_sigint(cancel):
         try:
             report = pipeline.run(

@@ -68,7 +68,9 @@ from .video import write_mp4
 STAGES = ("text", "load", "animate", "depth", "lift", "save")
 MODEL_DEPTH_ROWS = 1024  # model depth is aligned at up to this many rows, then resampled
 # share of the overall progress bar per stage (roughly their CPU time)
-_WEIGHTS = {"text": 0.3, "load": 0.02, "animate": 0.15, "depth": 0.02, "lift": 0.66, "save": 0.15}
+# The stages' shares of the progress bar: measured on the standard preset (2-core CPU, 146 s:
+# load 0, animate 5, depth 0, lift 119, save 22; docs/BENCHMARKS.md); text: a guess for SDXL.
+_WEIGHTS = {"text": 0.3, "load": 0.01, "animate": 0.04, "depth": 0.01, "lift": 0.79, "save": 0.15}
 
 
 @dataclass(frozen=True)
@@ -489,18 +491,23 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         timings[stage] = round(time.monotonic() - t0, 3)
 
 
-def _stage_progress(
-    callback: ProgressCallback | None, cancel: CancelToken, text: bool = False
-) -> dict[str, Progress]:
-    """One reporter per stage, spanning its share of the whole run (the text stage only when
-    the panorama is generated)."""
+def stage_spans(text: bool = False) -> dict[str, tuple[float, float]]:
+    """stage -> (start, end): the part of the overall fraction each stage reports in (the
+    text stage only when the panorama is generated)."""
     used = [s for s in STAGES if text or s != "text"]
     total = sum(_WEIGHTS[s] for s in used)
     out, start = {}, 0.0
     for s in used:
-        out[s] = Progress(s, callback, cancel, start, start + _WEIGHTS[s] / total)
+        out[s] = (start, start + _WEIGHTS[s] / total)
         start += _WEIGHTS[s] / total
     return out
+
+
+def _stage_progress(
+    callback: ProgressCallback | None, cancel: CancelToken, text: bool = False
+) -> dict[str, Progress]:
+    """One reporter per stage, spanning its share of the whole run (:func:`stage_spans`)."""
+    return {s: Progress(s, callback, cancel, a, b) for s, (a, b) in stage_spans(text).items()}
 
 
 def run(

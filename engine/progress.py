@@ -52,6 +52,100 @@ def estimate_remaining(elapsed: float, fraction: float) -> float | None:
     return elapsed * (1.0 - fraction) / fraction
 
 
+class StageEstimate:
+    """Time left, and the share of the time done, of a run made of stages, from measured
+    stage rates.
+
+    ``spans``: stage -> (start, end), the part of the overall fraction each stage reports in
+    (:func:`engine.pipeline.stage_spans`). ``expected``: stage -> seconds each stage took on a
+    similar earlier run (report.json ``timings_s``); without it the spans' widths give the
+    stages' relative lengths, and the absolute scale comes from the rates measured here.
+
+    Feed it every report with :meth:`update`. The current stage's time left blends its
+    expected time left (scaled by how fast the finished stages went against their expected
+    times) with its own rate so far, trusting its own rate more as it advances (as much as
+    the prior at 10 % of the stage, nine times more at 90 %); stages still to come take their
+    expected time, scaled the same way. So a stage that is slower or faster than its share of
+    the bar, like writing the results, no longer makes the estimate run away: the bar
+    (:meth:`fraction`) measures expected time, not the stages' fixed shares.
+    """
+
+    def __init__(
+        self,
+        spans: dict[str, tuple[float, float]],
+        expected: dict[str, float] | None = None,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.order = sorted(spans, key=lambda s: spans[s][0])
+        self.spans = spans
+        given = {s: float(expected[s]) for s in self.order if expected and s in expected}
+        self.absolute = bool(given) and all(s in given for s in self.order)
+        if self.absolute:
+            self.expected = given
+        else:  # relative lengths only: the spans' widths
+            self.expected = {s: spans[s][1] - spans[s][0] for s in self.order}
+        self.now = now
+        self.t0 = now()
+        self.durations: dict[str, float] = {}  # finished stages
+        self.stage: str | None = None
+        self.stage_t0 = self.t0
+        self.local = 0.0  # fraction of the current stage
+
+    def update(self, stage: str, fraction: float) -> None:
+        """A report: ``fraction`` of the whole run, as the pipeline's callback gives it."""
+        t = self.now()
+        if stage not in self.spans:
+            return
+        if stage != self.stage:
+            if self.stage is not None:
+                self.durations[self.stage] = t - self.stage_t0
+            for s in self.order[: self.order.index(stage)]:  # skipped (resumed) stages
+                self.durations.setdefault(s, 0.0)
+            self.stage, self.stage_t0 = stage, t
+        a, b = self.spans[stage]
+        self.local = min(max((fraction - a) / (b - a), 0.0), 1.0) if b > a else 1.0
+
+    def _speed(self) -> float | None:
+        """Measured seconds per expected second (None: nothing measured yet, relative)."""
+        done = [s for s in self.durations if self.durations[s] > 0.0]
+        exp = sum(self.expected[s] for s in done)
+        if exp > 0 and sum(self.durations[s] for s in done) >= 1.0:
+            return sum(self.durations[s] for s in done) / exp
+        return 1.0 if self.absolute else None
+
+    def remaining(self) -> float | None:
+        """Seconds left; None while there is nothing to go on yet."""
+        if self.stage is None:
+            return None
+        speed = self._speed()
+        g, spent = self.local, self.now() - self.stage_t0
+        own = spent * (1.0 - g) / g if g >= 0.05 and spent >= 1.0 else None
+        prior = None if speed is None else speed * self.expected[self.stage] * (1.0 - g)
+        if prior is None and own is None:
+            return None
+        if own is not None and speed is None:  # the scale comes from this stage alone
+            speed = (spent / g) / self.expected[self.stage] if self.expected[self.stage] else 0.0
+        if prior is None or own is None:
+            current = own if prior is None else prior
+        else:  # its own rate weighs as much as the prior at 10 % of the stage
+            w = g / (g + 0.1)
+            current = (1.0 - w) * prior + w * own
+        later = self.order[self.order.index(self.stage) + 1 :]
+        return current + speed * sum(self.expected[s] for s in later)
+
+    def fraction(self) -> float:
+        """Share of the run's expected time done (for a progress bar)."""
+        if self.stage is None:
+            return 0.0
+        total = sum(self.expected.values())
+        if total <= 0:
+            return 0.0
+        i = self.order.index(self.stage)
+        done = sum(self.expected[s] for s in self.order[:i])
+        done += self.local * self.expected[self.stage]
+        return min(done / total, 1.0)
+
+
 def _ignore(stage: str, fraction: float, message: str) -> None:
     pass
 

@@ -161,6 +161,8 @@ def test_paint_generate_cancel_restart_and_scrub(gui, qtbot, tmp_path, dialogs, 
     assert doc["generation"]["status"] == "done" and doc["result"] == "result"
     report = win.last_report
     assert report["frames"] == 3 and report["static_max_error"] == 0
+    # its stage times are kept: the next run of this preset at this size estimates from them
+    assert win._stage_seconds(report["preset"]) == pytest.approx(report["timings_s"])
     assert report["animated_fraction"] == pytest.approx(mask.mean(), abs=0.08)
 
     # ---- scrub: look up at the painted sky; frames differ there, and come back exactly

@@ -205,3 +205,21 @@ def test_progress_panel_says_it_is_estimating_before_it_can(qtbot):
     panel.update_progress("animate", 0.0, "advecting")
     assert panel.eta_label.text() == "Estimating time left…"
     assert "—" not in panel.eta_label.text()
+
+
+def test_progress_panel_shows_the_stage_estimate(qtbot):
+    """With a run's stage times, the bar measures time (the lift's end is 80 % of the run
+    here, not its 85 % share of the reports) and the time left is in seconds from the start."""
+    from app.progress_panel import ProgressPanel
+    from engine.pipeline import stage_spans
+    from engine.progress import StageEstimate
+
+    panel = ProgressPanel()
+    qtbot.addWidget(panel)
+    expected = {"load": 0.0, "animate": 10.0, "depth": 0.0, "lift": 70.0, "save": 20.0}
+    panel.start("Generating", estimate=StageEstimate(stage_spans(), expected))
+    panel.update_progress("load", 0.0, "reading")
+    assert panel.eta_label.text() == "About 1:40 left"
+    panel.update_progress("lift", stage_spans()["lift"][1], "done")
+    assert panel.bar.value() == 800
+    assert panel.stage_label.text() == "Lifting to Gaussians — 80%"
