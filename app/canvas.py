@@ -31,7 +31,7 @@ import math
 import sys
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -175,6 +175,11 @@ class PaintCanvas(QWidget):
         self._pan_anchor = (0.0, 0.0)
         self._dir_first = True
         self._space = False
+        self._motion: list[QImage] = []  # a motion preview's frames, shown instead
+        self._motion_i = 0
+        self._motion_note = ""
+        self._motion_timer = QTimer(self)
+        self._motion_timer.timeout.connect(self._next_motion_frame)
         self._centroid_timer = QTimer(self)
         self._centroid_timer.setSingleShot(True)
         self._centroid_timer.setInterval(120)
@@ -201,6 +206,8 @@ class PaintCanvas(QWidget):
         if self.model.size != (h, w):
             self.model.reset(h, w)
         self._rgb = rgb
+        self._motion, self._motion_i = [], 0  # the previous panorama's preview
+        self._motion_timer.stop()
         base = QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).convertToFormat(
             QImage.Format_RGB32
         )  # a copy: Qt owns its pixels
@@ -217,6 +224,36 @@ class PaintCanvas(QWidget):
         self._overlay_stale = True
         self._on_layers()
         self.fit()
+
+    def set_motion_preview(
+        self, frames: np.ndarray | None, fps: float = 8.0, note: str = ""
+    ) -> None:
+        """Loop ``frames`` [T, h, w, 3] uint8 (a low-resolution animation of the whole
+        panorama) in place of the panorama at ``fps``, without the region overlay, with
+        ``note`` in a corner; None: the panorama again."""
+        self._motion = []
+        for f in [] if frames is None else frames:
+            f = np.ascontiguousarray(f)
+            h, w = f.shape[:2]
+            img = QImage(f.data, w, h, 3 * w, QImage.Format_RGB888)
+            self._motion.append(img.convertToFormat(QImage.Format_RGB32))  # a copy
+        self._motion_i = 0
+        self._motion_note = note
+        if self._motion:
+            self._motion_timer.start(max(15, round(1000 / fps)))
+        else:
+            self._motion_timer.stop()
+        self.update()
+
+    @property
+    def motion_frames(self) -> int:
+        """How many motion preview frames are playing (0: the panorama is shown)."""
+        return len(self._motion)
+
+    def _next_motion_frame(self) -> None:
+        if self._motion:
+            self._motion_i = (self._motion_i + 1) % len(self._motion)
+            self.update()
 
     @property
     def panorama(self) -> np.ndarray | None:
@@ -429,14 +466,15 @@ class PaintCanvas(QWidget):
         level = 0
         while level + 1 < len(self._levels) and self._levels[level + 1].width() >= w * z:
             level += 1
-        src = self._levels[level]
-        p.setRenderHint(QPainter.SmoothPixmapTransform, z < 1.0)
+        src = self._motion[self._motion_i] if self._motion else self._levels[level]
+        p.setRenderHint(QPainter.SmoothPixmapTransform, z < 1.0 or bool(self._motion))
         for k in (-1, 0, 1):
             target = QRectF(self._ox + k * w * z, self._oy, w * z, h * z)
             if not target.intersects(QRectF(event.rect())):
                 continue
             p.drawImage(target, src, QRectF(src.rect()))
-            p.drawImage(target, self._overlay_image, QRectF(0, 0, w, h))
+            if not self._motion:
+                p.drawImage(target, self._overlay_image, QRectF(0, 0, w, h))
             if k != 0:
                 p.fillRect(target, QColor(0, 0, 0, 110))
         pen = QPen(QColor(255, 255, 255, 120), 1, Qt.DashLine)
@@ -447,6 +485,12 @@ class PaintCanvas(QWidget):
         p.setRenderHint(QPainter.Antialiasing, True)
         self._draw_arrows(p)
         self._draw_cursor(p)
+        if self._motion and self._motion_note:
+            box = p.fontMetrics().boundingRect(self._motion_note).adjusted(-6, -4, 6, 4)
+            box.moveTopLeft(QPoint(8, 8))
+            p.fillRect(box, QColor(0, 0, 0, 160))
+            p.setPen(QColor(255, 255, 255))
+            p.drawText(box, Qt.AlignCenter, self._motion_note)
         p.end()
 
     def _draw_arrows(self, p: QPainter) -> None:

@@ -35,7 +35,9 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QScrollArea,
+    QSizePolicy,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -48,6 +50,7 @@ from .canvas import PaintCanvas
 from .capabilities import Capabilities, CapabilityProbe
 from .generate_panel import GeneratePanel, GenerateSettings
 from .lookaround import LookAroundView
+from .motion_preview import MotionPreview
 from .progress_panel import ProgressPanel, clock
 from .project import (
     RESULT_DIR,
@@ -188,6 +191,11 @@ class MainWindow(QMainWindow):
         lay = QVBoxLayout(gen)
         lay.setContentsMargins(0, 0, 0, 0)
         self.generate_panel = GeneratePanel(gen)
+        self.motion_preview = MotionPreview(
+            self.model, self.canvas, self._preview_flow_config, self
+        )
+        self.motion_preview.message.connect(lambda t: self.statusBar().showMessage(t, 8000))
+        self.generate_panel.changed.connect(self.motion_preview.schedule)
         self.progress_panel = ProgressPanel(gen)
         lay.addWidget(self.generate_panel)
         lay.addWidget(self.progress_panel)
@@ -248,6 +256,21 @@ class MainWindow(QMainWindow):
         self.batch_action = A(
             "&Batch…", self.open_batch_window, tip="Run a job file's scenes, here or on Ray"
         )
+        self.preview_action = QAction("Preview &Motion", self)
+        self.preview_action.setCheckable(True)
+        self.preview_action.setShortcut(QKeySequence("Ctrl+M"))
+        tip = "A quick low-resolution animation of the painted regions on the canvas, renewed "
+        self.preview_action.setToolTip(tip + "after every edit (Ctrl+M)")
+        self.preview_action.setStatusTip(tip + "after every edit")
+        self.preview_action.toggled.connect(self._on_preview_toggled)
+        self.addAction(self.preview_action)
+        button = QToolButton(self.generate_panel)
+        button.setDefaultAction(self.preview_action)
+        button.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        button.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        lay = self.generate_panel.layout()
+        lay.insertWidget(lay.indexOf(self.generate_panel.generate_button), button)
+        self.preview_button = button
         self.paint_tab_action = A("&Paint", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         self.result_tab_action = A("&Result", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
         self.before_action = A("&Before / After", self._toggle_before, "Ctrl+B")
@@ -283,8 +306,9 @@ class MainWindow(QMainWindow):
         e.addAction(self.undo_action)
         e.addAction(self.redo_action)
         g = mb.addMenu("&Generate")
-        for a in (self.generate_action, self.resume_action, self.cancel_action):
+        for a in (self.preview_action, self.generate_action, self.resume_action):
             g.addAction(a)
+        g.addAction(self.cancel_action)
         g.addSeparator()
         g.addAction(self.batch_action)
         v = mb.addMenu("&View")
@@ -304,6 +328,21 @@ class MainWindow(QMainWindow):
         h.addAction(self._action("User &Guide", self.open_guide, "F1", "docs/GUIDE.md"))
         h.addAction(self._action("&Keyboard Shortcuts", self.show_shortcuts))
         h.addAction(self._action("&About Pano4D", self.show_about))
+
+    def _preview_flow_config(self):
+        """The flow settings the next run would use (frames, fps, …), for the preview."""
+        from engine.animate import FlowConfig
+
+        try:
+            return self.generate_panel.settings().to_config().animate
+        except Exception:  # settings the probe has not confirmed yet: the preset's frames
+            return FlowConfig(frames=self.generate_panel.frames_spin.value())
+
+    def _on_preview_toggled(self, on: bool) -> None:
+        if on:
+            self.tabs.setCurrentWidget(self.canvas)  # where it plays
+            self.statusBar().showMessage("Motion preview: animating the painted regions…", 3000)
+        self.motion_preview.set_active(on)  # may say why there is nothing to show
 
     def _build_status(self) -> None:
         sb = self.statusBar()
@@ -354,6 +393,7 @@ class MainWindow(QMainWindow):
         has_pano = self.pano is not None
         has_scene = self.viewer.view.scene is not None
         self.generate_action.setEnabled(has_pano and not running)
+        self.preview_action.setEnabled(has_pano)
         self.generate_panel.set_running(running)
         self.generate_panel.generate_button.setEnabled(has_pano and not running)
         self.cancel_action.setEnabled(running)
@@ -502,6 +542,7 @@ class MainWindow(QMainWindow):
         self.scene_path = None
         self.tabs.setCurrentIndex(0)
         self.size_label.setText(f"{pano.width} × {pano.height} px")
+        self.motion_preview.schedule()  # of the new panorama, when on
         self._suggest_preset(pano.width)
         self.size_label.setToolTip(f"{pano.path}\n{pano.source}")
         self.statusBar().showMessage(f"Opened {Path(pano.path or '').name}", 5000)
@@ -818,7 +859,8 @@ class MainWindow(QMainWindow):
         worker = self.worker
         if not isinstance(timings, dict) or getattr(getattr(worker, "job", None), "resume", True):
             return
-        self.qsettings.setValue(self._stage_key(str(report.get("preset"))), json.dumps(timings))
+        preset = GenerateSettings.from_json(self.generation["settings"]).preset
+        self.qsettings.setValue(self._stage_key(preset), json.dumps(timings))
 
     def _run_generation(self, cfg, *, resume: bool, prepare=None) -> bool:
         from engine.pipeline import Inputs, stage_spans
@@ -1192,6 +1234,7 @@ class MainWindow(QMainWindow):
             e.ignore()
             return
         self.autosave_timer.stop()
+        self.motion_preview.shutdown()
         QApplication.instance().removeEventFilter(self.shortcut_router)
         self.viewer.shutdown()
         self.closed = True

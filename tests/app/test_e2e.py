@@ -127,7 +127,7 @@ def test_paint_generate_cancel_restart_and_scrub(gui, qtbot, tmp_path, dialogs, 
     assert win._running() and not panel.generate_button.isEnabled()
     progress = win.progress_panel
     qtbot.waitUntil(lambda: progress.stage == "lift", timeout=60000)
-    assert progress.fraction > 0.15 and progress.elapsed_label.text().startswith("Elapsed")
+    assert progress.fraction > 0.05 and progress.elapsed_label.text().startswith("Elapsed")
     t0 = time.monotonic()
     qtbot.mouseClick(progress.cancel_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: win.worker.outcome == "cancelled", timeout=60000)
@@ -162,7 +162,7 @@ def test_paint_generate_cancel_restart_and_scrub(gui, qtbot, tmp_path, dialogs, 
     report = win.last_report
     assert report["frames"] == 3 and report["static_max_error"] == 0
     # its stage times are kept: the next run of this preset at this size estimates from them
-    assert win._stage_seconds(report["preset"]) == pytest.approx(report["timings_s"])
+    assert win._stage_seconds("preview") == pytest.approx(report["timings_s"])
     assert report["animated_fraction"] == pytest.approx(mask.mean(), abs=0.08)
 
     # ---- scrub: look up at the painted sky; frames differ there, and come back exactly

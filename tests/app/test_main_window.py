@@ -90,12 +90,22 @@ def dialogs(monkeypatch):
     return Dialogs(monkeypatch)
 
 
+def stop_jobs(w) -> None:
+    """Teardown, also after a failed test: a job still running when its window is deleted
+    would abort the whole test process (QThread destroyed while running)."""
+    if w.worker is not None:
+        w.worker.cancel()
+        w.worker.wait(30000)
+    w.motion_preview.shutdown()
+    w.dirty = False
+
+
 def make_window(gui, qtbot, tmp_path):
     from PySide6.QtCore import QSettings
 
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
     w = gui.MainWindow(settings, probe=False, runs_dir=tmp_path / "runs")
-    qtbot.addWidget(w)
+    qtbot.addWidget(w, before_close_func=stop_jobs)
     w.resize(1100, 720)
     w.show()
     qtbot.waitExposed(w)
@@ -379,6 +389,27 @@ def test_keys_go_where_the_user_means_them(win, qtbot, pano_path):
     qtbot.keyClick(panel.speed_spin, Qt.Key_Z, Qt.ControlModifier)
     assert win.model.layers[0].speed_deg_s == speed  # the edit, not the box's text
     assert panel.speed_spin.value() == speed
+
+
+def test_motion_preview_plays_on_the_canvas_and_follows_the_edits(win, qtbot, pano_path):
+    win.open_panorama(pano_path)
+    assert win.preview_button.defaultAction() is win.preview_action  # in the Generate panel
+    win.preview_action.setChecked(True)
+    qtbot.waitUntil(lambda: bool(win.statusBar().currentMessage()), timeout=5000)
+    assert "paint a region" in win.statusBar().currentMessage() and not win.canvas.motion_frames
+    sky = np.zeros((256, 512), bool)
+    sky[:60] = True
+    win.model.add_layer("sky")
+    win.model.paint_mask(0, sky)
+    qtbot.waitUntil(lambda: win.motion_preview.count == 1, timeout=20000)
+    frames = win.motion_preview.video.frames
+    assert win.canvas.motion_frames == len(frames) == win.generate_panel.frames_spin.value()
+    moved = np.abs(frames[len(frames) // 3].astype(int) - frames[0]).mean(-1)
+    assert moved[:50].mean() > 0.2 and moved[80:].max() == 0  # the sky moves, nothing else
+    win.model.paint_mask(0, np.eye(256, 512, dtype=bool))  # an edit: a new preview follows
+    qtbot.waitUntil(lambda: win.motion_preview.count == 2, timeout=20000)
+    win.preview_action.setChecked(False)
+    assert win.canvas.motion_frames == 0 and win.motion_preview.video is None
 
 
 def test_unsaved_changes_prompt_on_close(win, pano_path, dialogs, tmp_path):
