@@ -29,7 +29,7 @@ PREVIEW_WIDTH = 512
 
 def _area(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """[H, W, C] float -> [h, w, C] by area averaging (exact for integer factors)."""
-    t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float()
+    t = torch.tensor(x).permute(2, 0, 1)[None].float()  # a copy: x may be read-only
     return F.interpolate(t, size=size, mode="area")[0].permute(1, 2, 0).numpy()
 
 
