@@ -192,7 +192,7 @@ class SceneGLWidget(QOpenGLWidget):
             r.upload_static(_empty_gaussians())
             return
         r.upload_static(self._scene.static)
-        r.upload_dynamic(self._scene.dynamic)
+        r.upload_dynamic(self._scene.dynamic, defer=True)  # the window stays responsive
 
     def _cleanup(self) -> None:
         """Free GL objects while the context still exists (its aboutToBeDestroyed)."""

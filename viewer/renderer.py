@@ -41,6 +41,7 @@ software rasteriser.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -205,7 +206,11 @@ class SplatRenderer:
         self._dyn_means: list[np.ndarray] = []
         self._dyn_radii: list[np.ndarray] = []
         self._dyn_offsets: list[int] = []
-        self._dyn_host: list[np.ndarray] = []  # streaming mode only
+        self._dyn_host: list[np.ndarray | None] = []  # streaming mode only (None: not packed)
+        self._dyn_frames: list[Gaussians] = []  # deferred packing: the frames still to pack
+        self._packer: threading.Thread | None = None
+        self._pack_gen = 0  # a new upload stops the previous packer
+        self._settle = False  # deferred: make the frames resident once all are packed
         self._resident = -1  # the frame in the dynamic buffers (streaming mode)
         self.streaming = False  # dynamic frames too big to be resident: one at a time
         self.sh_k = 1
@@ -281,10 +286,20 @@ class SplatRenderer:
         self._means_cache = None
         self._check_k()
 
-    def upload_dynamic(self, frames: Sequence[Gaussians]) -> None:
+    def upload_dynamic(self, frames: Sequence[Gaussians], *, defer: bool = False) -> None:
         """All dynamic frames, resident in the chunked buffers (frame t at its offset) when
         they fit (instant scrubbing); otherwise *streamed*: the packed frames stay in host
-        memory and :meth:`set_frame` uploads one frame at a time."""
+        memory and :meth:`set_frame` uploads one frame at a time.
+
+        ``defer``: pack only the current frame now (a window opening a scene stays
+        responsive) and the others on a thread; until they are all packed the frames stream
+        (a frame not packed yet is packed when shown), then the next :meth:`draw` makes them
+        resident when they fit."""
+        self._pack_gen += 1
+        self._settle = False
+        if defer and len(frames) > 1:
+            self._defer_dynamic(frames)
+            return
         packed = [pack_splats(g) for g in frames]
         ks = {g.sh.shape[1] for g in frames}
         if len(ks) > 1:
@@ -299,6 +314,7 @@ class SplatRenderer:
         if counts and not self._fits(max(counts)):
             raise ValueError(f"a dynamic frame of {max(counts)} Gaussians exceeds the buffers")
         self.streaming = not self._fits(sum(counts))
+        self._dyn_frames = []
         if self.streaming:
             self._dyn_host = packed
             self._dyn_offsets = [0] * len(packed)
@@ -311,11 +327,65 @@ class SplatRenderer:
             self._dyn.write(np.concatenate(packed) if packed else empty, self.chunk_rows)
         self._check_k()
 
+    def _defer_dynamic(self, frames: Sequence[Gaussians]) -> None:
+        ks = {g.sh.shape[1] for g in frames}
+        if len(ks) > 1:
+            raise ValueError(f"dynamic frames have different SH sizes {sorted(ks)}")
+        counts = [len(g) for g in frames]
+        if not self._fits(max(counts)):
+            raise ValueError(f"a dynamic frame of {max(counts)} Gaussians exceeds the buffers")
+        self._dyn_k = ks.pop()
+        self._dyn_means = [g.means.detach().to("cpu", torch.float32).numpy().copy() for g in frames]
+        self._dyn_radii = [_radii(g) for g in frames]
+        self._means_cache = None
+        self.frame = min(self.frame, len(frames) - 1)
+        self.streaming = True
+        self._dyn_frames = list(frames)
+        self._dyn_host = [None] * len(frames)
+        self._dyn_offsets = [0] * len(frames)
+        self._resident = -1
+        self._upload_frame(self.frame)
+        self._settle = self._fits(sum(counts))
+        gen = self._pack_gen
+        self._packer = threading.Thread(target=self._pack_all, args=(gen,), daemon=True)
+        self._packer.start()
+        self._check_k()
+
+    def _pack_all(self, gen: int) -> None:  # on the packer thread
+        host, frames = self._dyn_host, self._dyn_frames
+        for t, g in enumerate(frames):
+            if gen != self._pack_gen:
+                return
+            if host[t] is None:
+                host[t] = pack_splats(g)
+
+    def wait_packed(self, timeout: float | None = None) -> bool:
+        """Wait for a deferred upload's packer; True when no packing is left."""
+        if self._packer is not None:
+            self._packer.join(timeout)
+        return self._packer is None or not self._packer.is_alive()
+
+    def _settle_resident(self) -> None:
+        """Deferred upload: once every frame is packed, make them resident (GL thread)."""
+        if not self._settle or (self._packer is not None and self._packer.is_alive()):
+            return
+        self._settle = False
+        if any(rows is None for rows in self._dyn_host):
+            return  # the packer was stopped: keep streaming
+        self._dyn_offsets = [int(x) for x in np.cumsum([0, *map(len, self._dyn_host)])[:-1]]
+        self._dyn.write(np.concatenate(self._dyn_host), self.chunk_rows)
+        self._dyn_host, self._dyn_frames = [], []
+        self.streaming = False
+        self._resident = -1
+
     def _upload_frame(self, t: int) -> None:
         """Streaming mode: make frame ``t`` the one in the dynamic buffers."""
         if t == self._resident or not self._dyn_host:
             return
-        self._dyn.write(self._dyn_host[t], self.chunk_rows)
+        rows = self._dyn_host[t]
+        if rows is None:  # deferred, not packed yet
+            rows = self._dyn_host[t] = pack_splats(self._dyn_frames[t])
+        self._dyn.write(rows, self.chunk_rows)
         self._resident = t
 
     def _check_k(self) -> None:
@@ -389,6 +459,7 @@ class SplatRenderer:
         """
         if not views:
             return
+        self._settle_resident()
         if order is None:
             order = self.sort(views[0][0])
         order = np.ascontiguousarray(order, dtype=np.uint32)
@@ -448,6 +519,7 @@ class SplatRenderer:
 
     def close(self) -> None:
         """Free the GL objects (the context must be current)."""
+        self._pack_gen += 1  # stops a packer
         for b in (self._static, self._dyn, self._order):
             b.delete()
         if self.vao:

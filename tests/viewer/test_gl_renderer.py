@@ -257,6 +257,31 @@ def test_dynamic_frames_over_the_ssbo_limit_are_streamed(gl):
         gl.invalidate()
 
 
+def test_a_deferred_upload_renders_every_frame_as_the_resident_one(gl):
+    """``upload_dynamic(defer=True)`` (the app's viewer opening a scene) packs one frame at
+    once and the rest on a thread: frames shown before they are packed, and after the frames
+    became resident, render exactly as a plain upload."""
+    static = random_cloud(250, seed=51)
+    frames = [random_cloud(200 + 30 * t, seed=60 + t) for t in range(5)]
+    scene = Scene4D(static=static, dynamic=frames, fps=10.0)
+    view = View(fov_deg=90.0, height=96, width=128)
+    gl.invalidate()
+    resident = [gl.render(scene, view, background=BG, frame=t) for t in range(5)]
+    gl.ctx.make_current()
+    r = gl.renderer
+    r.set_frame(0)
+    r.upload_static(scene.static)
+    r.upload_dynamic(scene.dynamic, defer=True)
+    gl._uploaded = scene  # what gl.upload would have done
+    assert r.streaming and r.n_frames == 5
+    np.testing.assert_array_equal(gl.render(scene, view, background=BG, frame=3), resident[3])
+    assert r.wait_packed(30.0)
+    for t in (4, 0, 2, 1):
+        np.testing.assert_array_equal(gl.render(scene, view, background=BG, frame=t), resident[t])
+        assert not r.streaming  # resident since the first draw after packing
+    gl.invalidate()
+
+
 def test_empty_scene_gives_background(gl):
     view = View(height=64, width=96)
     img = gl.render(Gaussians.empty(), view, background=BG)
