@@ -660,6 +660,39 @@ def test_enter_vr_runs_a_separate_process_and_reports_failure(win, qtbot, result
     assert dialogs.errors[-1][:2] == ("VR session failed", "no headset")
 
 
+@pytest.mark.xr
+def test_enter_vr_reaches_a_running_session_against_monado(win, qtbot, result_dir, monkeypatch):
+    """The real path: VR > Enter VR starts ``main.py xr`` with the app's environment (its
+    GLX PyOpenGL platform included, which once broke the XR process's EGL context) against
+    Monado; the session runs its frames and ends cleanly, and the window says so."""
+    from viewer.gl.context import has_gl
+    from viewer.xr import monado_env, monado_manifest
+
+    if monado_manifest() is None:
+        pytest.skip("Monado is not built (scripts/build_monado.sh caches it)")
+    ok, why = has_gl()
+    if not ok:
+        pytest.skip(f"no OpenGL 4.3+ context through EGL: {why}")
+    from app.capabilities import Capabilities
+
+    for key, value in monado_env(controllers=True).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PYOPENGL_PLATFORM", "glx")  # what the app's Qt views set
+    assert win.open_scene_path(result_dir / "out")
+    win.set_capabilities(Capabilities(xr=True, xr_reason="Monado"))
+    real = win.vr_command()
+    win.vr_command = lambda: [*real, "--frames", "30"]  # a short session that ends itself
+    assert win.vr_action.isEnabled()
+    win.vr_action.trigger()
+    proc = win.vr_process
+    assert proc is not None
+    qtbot.waitUntil(lambda: proc.state() == proc.ProcessState.NotRunning, timeout=120000)
+    out = bytes(proc.readAllStandardOutput()).decode()
+    assert proc.exitCode() == 0, bytes(proc.readAllStandardError()).decode()[-2000:]
+    assert "30 frames rendered" in out and "STOPPING -> IDLE -> EXITING" in out
+    assert win.statusBar().currentMessage() == "VR session ended"
+
+
 # --------------------------------------------------------------------------- dialogs, entry
 
 
