@@ -48,6 +48,7 @@ from engine.progress import StageEstimate
 from . import dialogs
 from .canvas import PaintCanvas
 from .capabilities import Capabilities, CapabilityProbe
+from .find_regions import FindRegionsBox, find_regions
 from .generate_panel import GeneratePanel, GenerateSettings
 from .lookaround import LookAroundView
 from .motion_preview import MotionPreview
@@ -186,6 +187,16 @@ class MainWindow(QMainWindow):
         self.tabs.setTabToolTip(1, "The generated 4D scene (Ctrl+2)")
         self.setCentralWidget(self.tabs)
         self.region_panel = RegionPanel(self.model, self.canvas)
+        self.find_box = FindRegionsBox(self.region_panel)
+        self.region_panel.layout().addWidget(self.find_box)
+        self.find_box.findRequested.connect(self.find_regions)
+        saved_seg = self.qsettings.value("seg_model", "")
+        if saved_seg:
+            self.find_box.model_edit.setText(str(saved_seg))
+            self.find_box.probe()
+        self.find_box.model_edit.editingFinished.connect(
+            lambda: self.qsettings.setValue("seg_model", self.find_box.model_edit.text().strip())
+        )
         self.lookaround = LookAroundView(self.model)
         gen = QWidget()
         lay = QVBoxLayout(gen)
@@ -394,6 +405,7 @@ class MainWindow(QMainWindow):
         has_scene = self.viewer.view.scene is not None
         self.generate_action.setEnabled(has_pano and not running)
         self.preview_action.setEnabled(has_pano)
+        self.find_box.set_ready(has_pano and not running)
         self.generate_panel.set_running(running)
         self.generate_panel.generate_button.setEnabled(has_pano and not running)
         self.cancel_action.setEnabled(running)
@@ -793,6 +805,57 @@ class MainWindow(QMainWindow):
         base = self.project.folder
         return base / RUN_DIR, base / RESULT_DIR
 
+    def find_regions(self, entries: list, spec: str) -> bool:
+        """Find ``entries`` [(name, prompt)] in the panorama with the CLIPSeg model ``spec``
+        (in a worker); each found region is added as a layer, all in one undoable edit."""
+        if self._running() or self.pano is None:
+            return False
+        from engine.progress import Progress
+
+        rgb = self.pano.rgb
+
+        def job(callback, cancel):
+            return find_regions(rgb, entries, spec, Progress("segment", callback, cancel))
+
+        worker = TaskWorker(job, self)
+        worker.progress.connect(self.progress_panel.update_progress)
+        worker.finished.connect(lambda masks: self._regions_found(entries, masks))
+        worker.failed.connect(self._find_failed)
+        worker.cancelled.connect(lambda: self._job_ended("Cancelled"))
+        self.worker = worker
+        names = ", ".join(name for name, _ in entries)
+        self.progress_panel.start(f"Finding {names}", f"Last search: {names}")
+        worker.start()
+        self._update_actions()
+        return True
+
+    def _job_ended(self, text: str) -> None:
+        """A worker that is not a generation (an export, a search) ended: ``text`` says how."""
+        self._release_worker()
+        self.progress_panel.stop(text)
+        self.statusBar().showMessage(text, 10000)
+        self._update_actions()
+
+    def _find_failed(self, message: str, details: str) -> None:
+        self._job_ended("Failed")
+        dialogs.error(self, "Cannot find the regions", message, details)
+
+    def _regions_found(self, entries: list, masks: list) -> None:
+        from engine.text.motion import parse_motion
+
+        self._job_ended(f"Found {len(masks)} region{'s' if len(masks) != 1 else ''}")
+        stack = self.model.undo_stack
+        stack.beginMacro("Find regions from text")
+        try:
+            for (name, prompt), mask in zip(entries, masks):
+                i = self.model.add_layer(name)
+                self.model.paint_mask(i, mask)
+                words = parse_motion(prompt).decided() if prompt else {}
+                self.model.set_params(i, prompt=prompt or name, **words)
+        finally:
+            stack.endMacro()
+        self.tabs.setCurrentWidget(self.canvas)
+
     def start_generation(self) -> bool:
         """Generate from the painted regions with the panel's settings (in a worker)."""
         if self._running():
@@ -1004,8 +1067,8 @@ class MainWindow(QMainWindow):
             return False
         worker = TaskWorker(task, self)
         worker.progress.connect(self.progress_panel.update_progress)
-        worker.finished.connect(lambda _r: self._export_ended(f"Exported to {dest}"))
-        worker.cancelled.connect(lambda: self._export_ended("Export cancelled"))
+        worker.finished.connect(lambda _r: self._job_ended(f"Exported to {dest}"))
+        worker.cancelled.connect(lambda: self._job_ended("Export cancelled"))
         worker.failed.connect(self._export_failed)
         self.worker = worker
         what = EXPORTS[kind].rstrip("…")
@@ -1060,14 +1123,8 @@ class MainWindow(QMainWindow):
             )
         return None
 
-    def _export_ended(self, text: str) -> None:
-        self._release_worker()
-        self.progress_panel.stop(text)
-        self.statusBar().showMessage(text, 10000)
-        self._update_actions()
-
     def _export_failed(self, message: str, details: str) -> None:
-        self._export_ended("Export failed")
+        self._job_ended("Export failed")
         dialogs.error(self, "Export failed", message, details)
 
     # ------------------------------------------------------------------ VR

@@ -34,6 +34,7 @@ STAGE_NAMES = {
     "lift": "Lifting to Gaussians",
     "save": "Writing results",
     "export": "Exporting",
+    "segment": "Finding regions",
 }
 
 

@@ -27,6 +27,8 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMessageBox,
@@ -38,7 +40,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import InputError
-from engine.io import MAX_FEATHER_PX, MAX_SPEED_DEG_S
+from engine.io import MAX_FEATHER_PX, MAX_PROMPT_CHARS, MAX_SPEED_DEG_S
+from engine.text.motion import parse_motion
 
 from .canvas import PaintCanvas
 from .regions_model import MOTIONS, RegionsModel
@@ -134,6 +137,16 @@ def _swatch(color: tuple[int, int, int]) -> QIcon:
     pix = QPixmap(14, 14)
     pix.fill(QColor(*color))
     return QIcon(pix)
+
+
+def understood_text(prompt: str) -> str:
+    """What the app read from a region's prompt (engine.text.motion.parse_motion)."""
+    if not prompt.strip():
+        return ""
+    m = parse_motion(prompt)
+    if not m.understood:
+        return "No motion words: the motion above stays as set."
+    return "Understood: " + "; ".join(m.understood)
 
 
 class RegionPanel(QWidget):
@@ -263,7 +276,9 @@ class RegionPanel(QWidget):
     def _build_motion(self) -> QGroupBox:
         box = QGroupBox("Motion of the selected region")
         self.motion_box = box
-        h = QHBoxLayout(box)
+        outer = QVBoxLayout(box)
+        h = QHBoxLayout()
+        outer.addLayout(h)
         self.dial = DirectionDial(box)
         self.dial.angleEdited.connect(self._on_dial)
         h.addWidget(self.dial)
@@ -302,7 +317,35 @@ class RegionPanel(QWidget):
         self.feather_spin.valueChanged.connect(lambda v: self._edit("feather_px", v))
         form.addRow("Edge feather", self.feather_spin)
         h.addLayout(form, 1)
+        self.prompt_edit = QLineEdit(box)
+        self.prompt_edit.setPlaceholderText("Prompt, e.g. clouds drifting slowly to the left")
+        self.prompt_edit.setToolTip(
+            "What the region is and how it moves. Its motion words (drift, sway, left, up, "
+            "slowly, fast…) set the motion above when you press Enter; text-conditioned video "
+            "models are also given the prompt."
+        )
+        self.prompt_edit.setMaxLength(MAX_PROMPT_CHARS)
+        self.prompt_edit.editingFinished.connect(self._on_prompt)
+        outer.addWidget(self.prompt_edit)
+        self.understood_label = QLabel(box)
+        self.understood_label.setWordWrap(True)
+        self.understood_label.setStyleSheet("color: palette(mid);")
+        outer.addWidget(self.understood_label)
         return box
+
+    def _on_prompt(self) -> None:
+        """The prompt's motion words set what they say (one undoable edit with the text)."""
+        cur = self.model.current
+        if self._syncing or cur < 0:
+            return
+        text = self.prompt_edit.text()
+        if " ".join(text.split()) == self.model.layers[cur].prompt:
+            return
+        try:
+            self.model.set_params(cur, prompt=text, **parse_motion(text).decided())
+        except InputError as exc:
+            self.show_error("Region", str(exc))
+        self.refresh()
 
     # -- model -> widgets ----------------------------------------------------------------
 
@@ -347,6 +390,12 @@ class RegionPanel(QWidget):
                 self.speed_spin.setValue(layer.speed_deg_s)
                 self.motion_combo.setCurrentIndex(MOTIONS.index(layer.motion))
                 self.feather_spin.setValue(layer.feather_px)
+                if not self.prompt_edit.hasFocus() or not self.prompt_edit.isModified():
+                    self.prompt_edit.setText(layer.prompt)
+                self.understood_label.setText(understood_text(layer.prompt))
+            else:
+                self.prompt_edit.clear()
+                self.understood_label.clear()
             self.dial.update()
         finally:
             self._syncing = False

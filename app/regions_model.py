@@ -39,6 +39,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 from engine.errors import InputError
 from engine.io import (
     MAX_FEATHER_PX,
+    MAX_PROMPT_CHARS,
     MAX_SPEED_DEG_S,
     Region,
     load_regions,
@@ -71,7 +72,15 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (160, 200, 60),  # lime
     (255, 160, 190),  # pink
 )
-_PARAM_FIELDS = ("name", "color", "direction_deg", "speed_deg_s", "motion", "feather_px")
+_PARAM_FIELDS = (
+    "name",
+    "color",
+    "direction_deg",
+    "speed_deg_s",
+    "motion",
+    "feather_px",
+    "prompt",
+)
 _FIELD_LABELS = {
     "name": "name",
     "color": "colour",
@@ -79,6 +88,7 @@ _FIELD_LABELS = {
     "speed_deg_s": "speed",
     "motion": "motion",
     "feather_px": "edge feather",
+    "prompt": "prompt",
 }
 
 
@@ -93,6 +103,7 @@ class RegionLayer:
     speed_deg_s: float = 2.0
     motion: str = "flow"  # "flow" | "sway"
     feather_px: float = DEFAULT_FEATHER_PX
+    prompt: str = ""  # what it is and how it moves (text-conditioned models; motion words)
 
     def params(self) -> dict:
         return {k: getattr(self, k) for k in _PARAM_FIELDS}
@@ -374,7 +385,8 @@ class RegionsModel(QObject):
         self.undo_stack.push(_LayersCommand(self, new, j, f"Reorder region '{layer.name}'"))
 
     def set_params(self, i: int, *, merge: bool = False, **fields) -> None:
-        """Change name/color/direction_deg/speed_deg_s/motion/feather_px of layer i (undoable).
+        """Change name/color/direction_deg/speed_deg_s/motion/feather_px/prompt of layer i
+        (undoable; several fields at once are one edit).
 
         ``merge=True`` folds the edit into the previous one if that changed the same fields of
         the same layer (continuous drags). Bad values raise InputError (one line)."""
@@ -399,6 +411,11 @@ class RegionsModel(QObject):
             if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
                 raise InputError(f"colour must be three integers 0..255, got {value!r}")
             return rgb
+        if key == "prompt":
+            text = " ".join(str(value).split())
+            if len(text) > MAX_PROMPT_CHARS:
+                raise InputError(f"a prompt holds at most {MAX_PROMPT_CHARS} characters")
+            return text
         if key == "motion":
             if value not in MOTIONS:
                 raise InputError(f"motion must be one of {', '.join(MOTIONS)}, got {value!r}")
@@ -540,6 +557,7 @@ class RegionsModel(QObject):
                 feather_px=float(layer.feather_px),
                 color=tuple(int(c) for c in layer.color),
                 motion=layer.motion,
+                prompt=layer.prompt,
             )
             for layer in self.layers
             if layer.mask.any()
@@ -570,6 +588,7 @@ class RegionsModel(QObject):
                     speed_deg_s=float(r.speed_deg_s),
                     motion=r.motion,
                     feather_px=float(r.feather_px),
+                    prompt=r.prompt,
                 )
             )
         self.undo_stack.push(

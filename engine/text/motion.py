@@ -44,6 +44,15 @@ class Motion:
     direction_deg: float
     speed_deg_s: float
     understood: tuple[str, ...] = field(default=())  # what decided each part, for the user
+    said: frozenset[str] = frozenset()  # the parts the words decided: motion, direction, speed
+
+    def decided(self) -> dict[str, float | str]:
+        """Region fields the words decided (``motion``, ``direction_deg``, ``speed_deg_s``);
+        what they did not say is left out."""
+        fields = {"motion": self.motion, "direction": self.direction_deg,
+                  "speed": self.speed_deg_s}  # fmt: skip
+        names = {"motion": "motion", "direction": "direction_deg", "speed": "speed_deg_s"}
+        return {names[k]: v for k, v in fields.items() if k in self.said}
 
     def summary(self) -> str:
         how = f"{self.motion}, direction {self.direction_deg:g}°, {self.speed_deg_s:g}°/s"
@@ -72,17 +81,19 @@ def parse_motion(prompt: str) -> Motion:
     """The motion a prompt describes (module docstring)."""
     words = _words(prompt)
     forms = [(w, _forms(w)) for w in words]
-    understood = []
+    understood, said = [], set()
     kind = "flow"
     for w, f in forms:
         if f & SWAY:
             kind = "sway"
             understood.append(f"'{w}': sway")
+            said.add("motion")
             break
     else:
         for w, f in forms:
             if f & FLOW:
                 understood.append(f"'{w}': flow")
+                said.add("motion")
                 break
     direction = 0.0
     for w, f in forms:
@@ -90,6 +101,7 @@ def parse_motion(prompt: str) -> Motion:
         if hit is not None:
             direction = hit
             understood.append(f"'{w}': direction {hit:g}°")
+            said.add("direction")
             break
     speed = DEFAULT_SPEED
     for i, (w, f) in enumerate(forms):
@@ -101,8 +113,9 @@ def parse_motion(prompt: str) -> Motion:
         else:
             continue
         understood.append(f"'{'very ' if very else ''}{w}': {speed:g}°/s")
+        said.add("speed")
         break
-    return Motion(kind, direction, speed, tuple(understood))
+    return Motion(kind, direction, speed, tuple(understood), frozenset(said))
 
 
 def parse_region_arg(text: str) -> tuple[str, str]:

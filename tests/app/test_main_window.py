@@ -412,6 +412,70 @@ def test_motion_preview_plays_on_the_canvas_and_follows_the_edits(win, qtbot, pa
     assert win.canvas.motion_frames == 0 and win.motion_preview.video is None
 
 
+def test_a_regions_prompt_sets_what_its_words_say_in_one_undoable_edit(win, qtbot, pano_path):
+    from PySide6.QtCore import Qt
+
+    win.open_panorama(pano_path)
+    win.model.add_layer("clouds")
+    win.model.set_params(0, speed_deg_s=3.0, direction_deg=45.0)
+    panel = win.region_panel
+    panel.prompt_edit.setFocus()
+    qtbot.keyClicks(panel.prompt_edit, "leaves swaying")
+    qtbot.keyClick(panel.prompt_edit, Qt.Key_Return)
+    layer = win.model.layers[0]
+    assert (layer.motion, layer.direction_deg, layer.speed_deg_s) == ("sway", 45.0, 3.0)
+    assert panel.understood_label.text() == "Understood: 'swaying': sway"
+    panel.prompt_edit.selectAll()
+    qtbot.keyClicks(panel.prompt_edit, "clouds drifting slowly to the left")
+    qtbot.keyClick(panel.prompt_edit, Qt.Key_Return)
+    assert (layer.motion, layer.direction_deg, layer.speed_deg_s) == ("flow", 180.0, 1.0)
+    assert panel.direction_spin.value() == 180.0 and panel.speed_spin.value() == 1.0
+    win.model.undo_stack.undo()  # the text and what it set, together
+    assert (layer.prompt, layer.motion, layer.speed_deg_s) == ("leaves swaying", "sway", 3.0)
+    win.model.paint_mask(0, np.ones((256, 512), bool))
+    assert win.model.to_regions()[0].prompt == "leaves swaying"  # to the engine and projects
+
+
+def test_find_regions_from_text_is_greyed_without_weights_and_adds_undoable_layers(
+    win, qtbot, pano_path, tmp_path, dialogs, monkeypatch
+):
+    """Without CLIPSeg weights Find is greyed with the reason; with a real checkpoint folder
+    (a tiny random one; an analytic predictor stands in for its forward pass, as in the
+    engine's tests) the named regions are found on the sphere and added as one edit."""
+    from PIL import Image
+    from PySide6.QtCore import Qt
+
+    from engine.text import segment
+    from tests.engine.test_text_regions import _blue_predictor, _sky_panorama
+    from tests.tiny_models import build_tiny_clipseg
+
+    box = win.find_box
+    box.model_edit.setText(str(tmp_path / "nowhere"))
+    box.probe()
+    win.open_panorama(pano_path)
+    box.text_edit.setText("sky: clouds drifting left")
+    assert not box.find_button.isEnabled() and box.note.text().startswith("Unavailable:")
+    assert "nowhere" in box.note.text()
+
+    big = np.repeat(np.repeat(_sky_panorama(), 4, 0), 4, 1)  # 512 x 256
+    Image.fromarray(big).save(tmp_path / "sky.png")
+    win.open_panorama(tmp_path / "sky.png")
+    box.model_edit.setText(str(build_tiny_clipseg(tmp_path / "seg")))
+    box.probe()
+    assert box.find_button.isEnabled(), box.note.text()
+    monkeypatch.setattr(segment, "clipseg_predictor", lambda spec, **kw: _blue_predictor)
+    box.text_edit.setText("sky: clouds drifting left; ground")
+    qtbot.mouseClick(box.find_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not win._running() and len(win.model.layers) == 2, timeout=60000)
+    sky, ground = win.model.layers
+    truth = (big[..., 2] > 150) & (big[..., 1] < 130)
+    assert (sky.mask & truth).sum() / (sky.mask | truth).sum() > 0.9
+    assert (sky.name, sky.motion, sky.direction_deg) == ("sky", "flow", 180.0)
+    assert ground.prompt == "ground" and not dialogs.errors
+    win.model.undo_stack.undo()
+    assert win.model.layers == []  # one edit
+
+
 def test_unsaved_changes_prompt_on_close(win, pano_path, dialogs, tmp_path):
     win.open_panorama(pano_path)
     win.model.add_layer("sky")
@@ -819,12 +883,18 @@ def test_the_window_fits_a_laptop_screen_and_its_panels_scroll(win, qtbot, size)
     assert hint.width() <= size[0] and hint.height() <= size[1] - 40, hint  # a title bar
     win.resize(*size)
     qtbot.waitUntil(lambda: win.height() <= size[1])
-    area = win.docks["generate"].widget()
-    assert isinstance(area, QScrollArea)
-    for button in (win.generate_panel.generate_button, win.progress_panel.cancel_button):
-        button.setVisible(True)
-        area.ensureWidgetVisible(button)
-        qtbot.waitUntil(lambda b=button: not b.visibleRegion().isEmpty(), timeout=3000)
+    for dock, widgets in (
+        ("generate", (win.preview_button, win.generate_panel.generate_button,
+                      win.progress_panel.cancel_button)),
+        ("regions", (win.region_panel.prompt_edit, win.find_box.text_edit,
+                     win.find_box.find_button)),
+    ):  # fmt: skip
+        area = win.docks[dock].widget()
+        assert isinstance(area, QScrollArea)
+        for button in widgets:
+            button.setVisible(True)
+            area.ensureWidgetVisible(button)
+            qtbot.waitUntil(lambda b=button: not b.visibleRegion().isEmpty(), timeout=3000)
 
 
 def test_help_menu_guide_shortcuts_about_and_the_4k_suggestion(win, dialogs, monkeypatch, tmp_path):

@@ -38,6 +38,17 @@ def test_what_was_understood_names_the_deciding_words():
     assert "'drifting': flow" in text and "'left': direction 180" in text and "'slowly'" in text
 
 
+def test_only_what_the_words_say_is_decided():
+    assert parse_motion("leaves swaying").decided() == {"motion": "sway"}
+    assert parse_motion("clouds drifting slowly to the left").decided() == {
+        "motion": "flow",
+        "direction_deg": 180.0,
+        "speed_deg_s": 1.0,
+    }
+    assert parse_motion("going up fast").decided() == {"direction_deg": 90.0, "speed_deg_s": 5.0}
+    assert parse_motion("a quiet lake").decided() == {}
+
+
 def test_region_argument_syntax():
     assert parse_region_arg("sky: clouds drift left") == ("sky", "clouds drift left")
     assert parse_region_arg(" lake :ripples ") == ("lake", "ripples")
