@@ -110,6 +110,11 @@ def pick_folder(parent: QWidget | None, title: str, start: str = "") -> str | No
     return path or None
 
 
+def run_dialog(dialog) -> bool:
+    """Show a modal dialog; True when it was accepted."""
+    return dialog.exec() == dialog.DialogCode.Accepted
+
+
 def install_excepthook(parent_fn=lambda: None) -> None:
     """Unexpected exceptions (in slots, timers) become an error dialog, never a crash.
 

@@ -241,6 +241,12 @@ class MainWindow(QMainWindow):
         A = self._action
         self.open_action = A("&Open Panorama…", self.open_dialog, QKeySequence.Open)
         self.open_project_action = A("Open &Project…", self.open_project_dialog, "Ctrl+Shift+O")
+        self.text_scene_action = A(
+            "New Scene from &Text…",
+            self.new_scene_from_text,
+            "Ctrl+Shift+N",
+            "Make the panorama from a prompt with a text-to-image model",
+        )
         self.sample_action = A(
             "Open the &Bundled Sample",
             lambda: self.open_panorama(SAMPLE),
@@ -303,6 +309,7 @@ class MainWindow(QMainWindow):
         mb = self.menuBar()
         f = mb.addMenu("&File")
         f.addAction(self.open_action)
+        f.addAction(self.text_scene_action)
         self.recent_menu = f.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         f.addAction(self.sample_action)
@@ -406,6 +413,7 @@ class MainWindow(QMainWindow):
         self.generate_action.setEnabled(has_pano and not running)
         self.preview_action.setEnabled(has_pano)
         self.find_box.set_ready(has_pano and not running)
+        self.text_scene_action.setEnabled(not running)
         self.generate_panel.set_running(running)
         self.generate_panel.generate_button.setEnabled(has_pano and not running)
         self.cancel_action.setEnabled(running)
@@ -804,6 +812,45 @@ class MainWindow(QMainWindow):
         """(run inputs folder, output folder) for the next generate run."""
         base = self.project.folder
         return base / RUN_DIR, base / RESULT_DIR
+
+    def new_scene_from_text(self) -> bool:
+        """Ask for a scene prompt and a text-to-image model, make the panorama in a worker
+        and open it for painting (saved in the app's data folder, under Open Recent)."""
+        from engine.progress import Progress
+
+        from .text_scene import DEFAULT_TEXT_MODEL, TextSceneDialog, make_panorama
+
+        if self._busy_refusal() or not self.maybe_save():
+            return False
+        model = str(self.qsettings.value("text_model", DEFAULT_TEXT_MODEL))
+        dialog = TextSceneDialog(self, model, self.generate_panel.settings().device)
+        if not dialogs.run_dialog(dialog):
+            return False
+        cfg = dialog.config()
+        self.qsettings.setValue("text_model", cfg.model)
+        folder = self.runs_dir
+
+        def job(callback, cancel):
+            return make_panorama(cfg, folder, Progress("text", callback, cancel))
+
+        worker = TaskWorker(job, self)
+        worker.progress.connect(self.progress_panel.update_progress)
+        worker.finished.connect(self._text_scene_made)
+        worker.failed.connect(self._text_scene_failed)
+        worker.cancelled.connect(lambda: self._job_ended("Cancelled"))
+        self.worker = worker
+        self.progress_panel.start("Making the panorama from text", "Last panorama from text")
+        worker.start()
+        self._update_actions()
+        return True
+
+    def _text_scene_made(self, path: Path) -> None:
+        self._job_ended(f"Made {path.name}")
+        self.open_panorama(path)
+
+    def _text_scene_failed(self, message: str, details: str) -> None:
+        self._job_ended("Failed")
+        dialogs.error(self, "Cannot make the panorama", message, details)
 
     def find_regions(self, entries: list, spec: str) -> bool:
         """Find ``entries`` [(name, prompt)] in the panorama with the CLIPSeg model ``spec``

@@ -35,6 +35,7 @@ STAGE_NAMES = {
     "save": "Writing results",
     "export": "Exporting",
     "segment": "Finding regions",
+    "text": "Making the panorama",
 }
 
 

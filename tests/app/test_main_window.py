@@ -75,6 +75,10 @@ class Dialogs:
         monkeypatch.setattr(dialogs, "info", lambda p, t, text: self.infos.append((t, text)))
         for name in ("open_file", "save_file", "pick_folder"):
             monkeypatch.setattr(dialogs, name, lambda *a, **k: self.paths.pop(0))
+        self.fill: list = []  # per modal dialog: fill(dialog) -> accepted?
+        monkeypatch.setattr(
+            dialogs, "run_dialog", lambda d: bool(self.fill and self.fill.pop(0)(d))
+        )
 
     def _ask(self, parent, title, text, buttons):
         self.asked.append((title, text))
@@ -474,6 +478,50 @@ def test_find_regions_from_text_is_greyed_without_weights_and_adds_undoable_laye
     assert ground.prompt == "ground" and not dialogs.errors
     win.model.undo_stack.undo()
     assert win.model.layers == []  # one edit
+
+
+def test_new_scene_from_text_makes_the_panorama_to_paint_on(win, qtbot, tmp_path, dialogs):
+    """File > New Scene from Text with a tiny random Stable Diffusion pipeline (built here,
+    loaded with from_pretrained): Make is greyed with the reason while the model is absent;
+    the panorama is made in a worker, saved with its prompt, and opened for painting."""
+    from PIL import Image
+
+    from app.text_scene import SIZES
+    from tests.tiny_models import build_tiny_sd
+
+    seen = {}
+
+    def absent(d):
+        d.prompt_edit.setPlainText("misty alpine lake at dawn")
+        d.model_edit.setText(str(tmp_path / "nowhere"))
+        d.probe()
+        ok = d.buttons.button(d.buttons.StandardButton.Ok)
+        seen["absent"] = (ok.isEnabled(), d.note.text())
+        return False
+
+    dialogs.fill.append(absent)
+    assert not win.new_scene_from_text()
+    assert seen["absent"][0] is False and seen["absent"][1].startswith("Unavailable:")
+    tiny = build_tiny_sd(tmp_path / "sd")
+
+    def present(d):
+        d.prompt_edit.setPlainText("misty alpine lake at dawn")
+        d.model_edit.setText(str(tiny))
+        d.probe()
+        d.size_combo.setCurrentIndex(SIZES.index((256, 512)))
+        d.seed_spin.setValue(3)
+        assert d.buttons.button(d.buttons.StandardButton.Ok).isEnabled(), d.note.text()
+        return True
+
+    dialogs.fill.append(present)
+    assert win.new_scene_from_text()
+    qtbot.waitUntil(lambda: not win._running() and win.pano is not None, timeout=240000)
+    assert not dialogs.errors, dialogs.errors
+    assert (win.pano.width, win.pano.height) == (512, 256) and win.pano.rgb.std() > 1
+    saved = Image.open(win.pano.path)
+    assert saved.text["pano4d:prompt"] == "misty alpine lake at dawn"
+    assert Path(win.pano.path).parent == tmp_path / "runs"
+    assert win.tabs.currentWidget() is win.canvas
 
 
 def test_unsaved_changes_prompt_on_close(win, pano_path, dialogs, tmp_path):
