@@ -157,7 +157,7 @@ MUTATIONS = [
     ),
     Mutation(
         "depth-resize-seam",
-        "engine/io.py",
+        "engine/io/masks.py",
         "        values, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP\n",
         "        values, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE\n",
         "enlarging a depth map or mask clamps at the seam instead of wrapping",
