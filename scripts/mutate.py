@@ -395,7 +395,7 @@ MUTATIONS = [
     ),
     Mutation(
         "delta-against-stored-base",
-        "engine/scene.py",
+        "engine/splats/native.py",
         "        base = _stored(scene.dynamic[0], dtypes, FIELDS)\n",
         "        base = {n: t.detach().cpu().float() for n, t in scene.dynamic[0].tensors().items()}\n",
         "per-frame deltas against the unrounded base (the base's rounding adds to theirs)",

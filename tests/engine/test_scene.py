@@ -28,6 +28,7 @@ from engine.scene import (
     scene_info,
     write_ply,
 )
+from engine.splats import native
 
 FIELDS = ["means", "quats", "log_scales", "opacities", "sh"]
 
@@ -206,7 +207,7 @@ def test_save_refuses_non_finite_and_writes_nothing(tmp_path):
 
 
 def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
-    real, calls = scene._write_file, []
+    real, calls = native._write_file, []
 
     def flaky(path, tensors):
         calls.append(path)
@@ -214,7 +215,7 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
             raise OSError("disk full")
         real(path, tensors)
 
-    monkeypatch.setattr(scene, "_write_file", flaky)
+    monkeypatch.setattr(native, "_write_file", flaky)
     with pytest.raises(OSError, match="disk full"):
         save_scene(make_scene(), tmp_path / "sc")
     assert list(tmp_path.iterdir()) == []  # no final folder, no temporary left
@@ -227,7 +228,7 @@ def test_failed_overwrite_keeps_previous_scene(tmp_path, monkeypatch):
     def broken(path, tensors):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(scene, "_write_file", broken)
+    monkeypatch.setattr(native, "_write_file", broken)
     with pytest.raises(KeyboardInterrupt):
         save_scene(make_scene(counts=(9,)), tmp_path / "sc")
     assert [p.name for p in tmp_path.iterdir()] == ["sc"]
