@@ -409,6 +409,14 @@ MUTATIONS = [
         "culling ignores the splats' radii",
         (LOD,),
     ),
+    Mutation(
+        "antialias-point-sampled",
+        "engine/lift/raster.py",
+        "        return x.reshape(h, s, w, s, *x.shape[2:]).mean((1, 3))\n",
+        "        return x[::s, ::s]\n",
+        "a coarse view takes one sample per pixel instead of the mean of its samples",
+        (R,),
+    ),
 ]
 
 
