@@ -148,11 +148,21 @@ def _engine_animators() -> tuple[str, ...]:
 
 
 def probe_animators(spec: str | None = None) -> tuple[Choice, ...]:
+    """Flow, SVD and Wan. ``spec``: the video model the user named (one field serves both
+    model animators: each says whether those weights are its kind); the Wan choice looks
+    for its own default while ``spec`` is SVD's default or None."""
     flow = Choice("flow", "Flow (weightless, CPU)", True, "always available")
-    svd = _model_choice("engine.animate.svd", "svd", "Video diffusion (SVD)", spec)
-    if svd.available and ("svd" not in _engine_animators() or not _pipeline_accepts("model")):
-        svd = Choice("svd", svd.label, False, "weights found, but " + NOT_IN_BUILD)
-    return flow, svd
+    choices = [flow]
+    wan_spec = None if spec in (None, DEFAULT_SVD_MODEL) else spec
+    for name, label, asked in (
+        ("svd", "Video diffusion (SVD)", spec),
+        ("wan", "Text video model (Wan, uses the scene prompt)", wan_spec),
+    ):
+        c = _model_choice(f"engine.animate.{name}", name, label, asked)
+        if c.available and (name not in _engine_animators() or not _pipeline_accepts("model")):
+            c = Choice(name, label, False, "weights found, but " + NOT_IN_BUILD)
+        choices.append(c)
+    return tuple(choices)
 
 
 def probe_depth(spec: str | None = None) -> tuple[Choice, ...]:

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import InputError
+from engine.io import MAX_PROMPT_CHARS
 from engine.presets import DEFAULT_PRESET, NEEDS_CUDA, PRESETS
 
 from .capabilities import DEFAULT_DEPTH_MODEL, DEFAULT_SVD_MODEL, Capabilities, Choice
@@ -64,6 +65,7 @@ class GenerateSettings:
     device: str = "auto"
     svd_model: str = DEFAULT_SVD_MODEL  # weights of the "svd" animator: a folder or hub id
     depth_model: str = DEFAULT_DEPTH_MODEL  # weights of the "model" depth backend
+    prompt: str = ""  # the scene prompt (the text-conditioned "wan" animator)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -76,7 +78,7 @@ class GenerateSettings:
             raise InputError("project settings: expected a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
         s = cls(**{k: v for k, v in d.items() if k in known})
-        for name in ("preset", "animator", "depth", "device", "svd_model", "depth_model"):
+        for name in ("preset", "animator", "depth", "device", "svd_model", "depth_model", "prompt"):
             if not isinstance(getattr(s, name), str):
                 raise InputError(f"project settings: '{name}' must be a string")
         if s.preset not in PRESETS:
@@ -101,6 +103,9 @@ class GenerateSettings:
         params = inspect.signature(pipeline.build_config).parameters
         if self.animator == "svd" and "model" in params:
             kwargs["model"] = self.svd_model
+        if self.animator == "wan":  # one video-model field: SVD's default means Wan's own
+            kwargs["model"] = None if self.svd_model == DEFAULT_SVD_MODEL else self.svd_model
+            kwargs["prompt"] = self.prompt.strip() or None
         if self.depth == "model":
             if "depth_model" not in params:
                 raise InputError("the depth model backend is not in this build")
@@ -154,6 +159,10 @@ class GeneratePanel(QWidget):
             "Video diffusion weights: a local folder or a Hugging Face id already in the "
             "local cache (nothing is downloaded)"
         )
+        self.prompt_edit = QLineEdit(self)
+        self.prompt_edit.setPlaceholderText("misty alpine lake at dawn, pine forest")
+        self.prompt_edit.setMaxLength(MAX_PROMPT_CHARS)
+        self.prompt_edit.editingFinished.connect(self.changed)
         self.depth_edit = QLineEdit(DEFAULT_DEPTH_MODEL, self)
         self.depth_edit.setToolTip(
             "Depth model weights (DPT, Depth Anything, ZoeDepth): a local folder or a Hugging "
@@ -177,6 +186,7 @@ class GeneratePanel(QWidget):
         form.addRow("Frames", self.frames_spin)
         form.addRow("Animator", self.animator_combo)
         form.addRow("Video model", self.svd_edit)
+        form.addRow("Scene prompt", self.prompt_edit)
         form.addRow("Depth", self.depth_combo)
         form.addRow("Depth model", self.depth_edit)
         form.addRow("Device", self.device_combo)
@@ -197,6 +207,8 @@ class GeneratePanel(QWidget):
         for w in (self.preset_combo, self.animator_combo, self.depth_combo, self.device_combo):
             w.currentIndexChanged.connect(self.changed)
         self.frames_spin.valueChanged.connect(self.changed)
+        self.animator_combo.currentIndexChanged.connect(lambda _i: self._sync_prompt())
+        self._sync_prompt()
 
     # ------------------------------------------------------------------ capabilities
 
@@ -221,6 +233,7 @@ class GeneratePanel(QWidget):
         self.unavailable_note.setVisible(bool(missing))
         if keep is not None:
             self.set_settings(keep)
+        self._sync_prompt()
 
     def is_available(self, combo: QComboBox, name: str) -> bool:
         i = combo.findData(name)
@@ -242,6 +255,7 @@ class GeneratePanel(QWidget):
             **{**shown, **self._pending},
             svd_model=self.svd_edit.text().strip() or DEFAULT_SVD_MODEL,
             depth_model=self.depth_edit.text().strip() or DEFAULT_DEPTH_MODEL,
+            prompt=" ".join(self.prompt_edit.text().split()),
             overrides=dict(self.overrides),
         )
 
@@ -262,6 +276,7 @@ class GeneratePanel(QWidget):
         self._on_preset()
         self.svd_edit.setText(s.svd_model)
         self.depth_edit.setText(s.depth_model)
+        self.prompt_edit.setText(s.prompt)
         if s.frames is not None:
             self.frames_spin.setValue(int(s.frames))
         self._pending = {}
@@ -272,6 +287,7 @@ class GeneratePanel(QWidget):
                 self._pending[attr] = name
             combo.setCurrentIndex(max(0, combo.findData(pick)))
         self.overrides = dict(s.overrides)
+        self._sync_prompt()
 
     def specs(self) -> tuple[str, str]:
         return (
@@ -302,6 +318,20 @@ class GeneratePanel(QWidget):
             self.depth_edit,
         ):
             w.setEnabled(not running)
+        self._sync_prompt(running)
+
+    def _sync_prompt(self, running: bool = False) -> None:
+        """The scene prompt is read by the text-conditioned video model only: greyed, with
+        the reason in its tooltip, for the other animators."""
+        wan = self.animator_combo.currentData() == "wan"
+        self.prompt_edit.setEnabled(wan and not running)
+        self.prompt_edit.setToolTip(
+            "What the whole scene is and how it moves; each view is also given the prompt of "
+            "the region it sees most"
+            if wan
+            else "Used by the text video model (Wan): choose it as the Animator (its weights "
+            "must be on disk)"
+        )
 
 
 def _fill(combo: QComboBox, choices: tuple[Choice, ...]) -> None:

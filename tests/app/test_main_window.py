@@ -262,6 +262,32 @@ def test_unavailable_choices_are_greyed_with_the_reason(win):
     assert not win.vr_action.isEnabled() and "no runtime" in win.vr_action.toolTip()
 
 
+def test_the_text_video_model_is_offered_with_its_scene_prompt(win, tmp_path):
+    """Wan appears as an animator, greyed with the reason until its weights are found (a
+    tiny random WanImageToVideoPipeline folder built here); the scene prompt box is live only
+    for it, and the prompt and the folder reach the engine's config."""
+    from app.capabilities import Capabilities, probe_animators
+    from tests.engine.test_wan import build_tiny_wan
+
+    absent = {c.name: c for c in probe_animators(None)}["wan"]
+    assert not absent.available and "Wan-AI/" in absent.reason
+    folder = str(build_tiny_wan(tmp_path / "wan"))
+    found = {c.name: c for c in probe_animators(folder)}
+    assert found["wan"].available, found["wan"].reason
+    assert not found["svd"].available  # the same folder is not an SVD pipeline
+    win.set_capabilities(Capabilities(animators=probe_animators(folder)))
+    panel = win.generate_panel
+    panel.svd_edit.setText(folder)
+    assert not panel.prompt_edit.isEnabled() and "Wan" in panel.prompt_edit.toolTip()
+    panel.animator_combo.setCurrentIndex(panel.animator_combo.findData("wan"))
+    assert panel.prompt_edit.isEnabled()
+    panel.prompt_edit.setText("misty   alpine lake at dawn")
+    settings = panel.settings()
+    assert settings.prompt == "misty alpine lake at dawn"
+    cfg = settings.to_config()
+    assert (cfg.animator, cfg.wan.prompt, cfg.wan.model) == ("wan", settings.prompt, folder)
+
+
 def test_real_probe_matches_this_build(qtbot):
     """The probe on this machine, against independent facts: torch.cuda and which engine
     modules exist."""
