@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.errors import InputError
 from engine.io import Panorama, load_panorama, load_regions
 from engine.progress import StageEstimate
 
@@ -681,7 +682,10 @@ class MainWindow(QMainWindow):
             return False
         self._saves += 1  # before saving: a generate worker's older snapshot must not follow
         try:
-            result, generation = self._adopt_outputs(folder)
+            if moving:  # the project's outputs come along (kept where they are otherwise)
+                result, generation = self._adopt_outputs(folder)
+            else:
+                result, generation = self.result_dir, self.generation
             if result is None and (folder / RESULT_DIR / "scene").is_dir():
                 result = folder / RESULT_DIR
             self.project = save_project(
@@ -742,9 +746,12 @@ class MainWindow(QMainWindow):
         elsewhere with everything it held (kept when anything still names it)."""
         if folder.resolve().parent != self.runs_dir.resolve():
             return
-        doc = (self.project.folder / "project.json").read_text(encoding="utf-8")
-        if str(folder.absolute()) in doc or str(folder.resolve()) in doc:
-            return
+        p, g = self.project, self.project.generation or {}
+        named = [p.panorama, p.regions_file, p.result, *(g.get(k) for k in ("out", "regions"))]
+        named.append(g.get("panorama"))
+        old = folder.resolve()
+        if any(n and Path(n).resolve().is_relative_to(old) for n in named):
+            return  # something the saved project names is still in there
         shutil.rmtree(folder, ignore_errors=True)
         items = [r for r in self.recent_files() if Path(r) != folder.absolute()]
         self.qsettings.setValue("recent", items)
@@ -899,8 +906,12 @@ class MainWindow(QMainWindow):
                 self.model.paint_mask(i, mask)
                 words = parse_motion(prompt).decided() if prompt else {}
                 self.model.set_params(i, prompt=prompt or name, **words)
-        finally:
+        except InputError as e:  # a name or prompt the regions refuse: none are added
             stack.endMacro()
+            stack.undo()
+            dialogs.error(self, "Cannot add the regions found", str(e))
+            return
+        stack.endMacro()
         self.tabs.setCurrentWidget(self.canvas)
 
     def start_generation(self) -> bool:

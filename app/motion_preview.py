@@ -67,6 +67,7 @@ class MotionPreview(QObject):
     def schedule(self) -> None:
         """An edit: preview again once the edits pause."""
         if self.active:
+            self._cancel()  # what it would show is already out of date
             self._timer.start()
 
     def _cancel(self) -> None:

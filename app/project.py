@@ -366,6 +366,9 @@ def adopt_outputs(
     ``folder``, or missing, is left as it is. Each copy is atomic (:func:`atomic_dir`)."""
     folder = project_folder(folder).absolute()
     dest = folder / RESULT_DIR
+    for source in (result, Path(generation["out"]) if generation else None):
+        if source is not None and folder.resolve().is_relative_to(source.resolve()):
+            raise InputError(f"{folder}: a project cannot be saved inside {source}")
     copied: dict[Path, Path] = {}  # source output folder -> its copy
     if result is not None and result.is_dir() and not _inside(result, folder):
         _copy_tree(result, dest)

@@ -62,12 +62,14 @@ class StageEstimate:
     stages' relative lengths, and the absolute scale comes from the rates measured here.
 
     Feed it every report with :meth:`update`. The current stage's time left blends its
-    expected time left (scaled by how fast the finished stages went against their expected
-    times) with its own rate so far, trusting its own rate more as it advances (as much as
-    the prior at 10 % of the stage, nine times more at 90 %); stages still to come take their
-    expected time, scaled the same way. So a stage that is slower or faster than its share of
-    the bar, like writing the results, no longer makes the estimate run away: the bar
-    (:meth:`fraction`) measures expected time, not the stages' fixed shares.
+    expected time left (scaled by how fast the stages that ran went against their expected
+    times: stages resumed from checkpoints, and stages expected to take under 3 s or, with
+    relative lengths, 5 % of the run, do not count) with its own rate so far, trusting its
+    own rate more as it advances (as much as the prior at 10 % of the stage, nine times more
+    at 90 %); stages still to come take their expected time, scaled the same way. So a stage
+    that is slower or faster than its share of the bar, like writing the results, no longer
+    makes the estimate run away: the bar (:meth:`fraction`) measures expected time, not the
+    stages' fixed shares.
     """
 
     def __init__(
@@ -90,27 +92,40 @@ class StageEstimate:
         self.stage: str | None = None
         self.stage_t0 = self.t0
         self.local = 0.0  # fraction of the current stage
+        self._first_at_end = False  # the current stage's first report was its end (resumed)
 
     def update(self, stage: str, fraction: float) -> None:
         """A report: ``fraction`` of the whole run, as the pipeline's callback gives it."""
         t = self.now()
         if stage not in self.spans:
             return
+        a, b = self.spans[stage]
+        local = min(max((fraction - a) / (b - a), 0.0), 1.0) if b > a else 1.0
         if stage != self.stage:
-            if self.stage is not None:
-                self.durations[self.stage] = t - self.stage_t0
-            for s in self.order[: self.order.index(stage)]:  # skipped (resumed) stages
+            if self.stage is not None:  # a stage that only reported its end was resumed
+                ran = not self._first_at_end
+                self.durations[self.stage] = t - self.stage_t0 if ran else 0.0
+            for s in self.order[: self.order.index(stage)]:  # skipped stages
                 self.durations.setdefault(s, 0.0)
             self.stage, self.stage_t0 = stage, t
-        a, b = self.spans[stage]
-        self.local = min(max((fraction - a) / (b - a), 0.0), 1.0) if b > a else 1.0
+            self._first_at_end = local >= 0.99
+        self.local = local
 
     def _speed(self) -> float | None:
-        """Measured seconds per expected second (None: nothing measured yet, relative)."""
-        done = [s for s in self.durations if self.durations[s] > 0.0]
-        exp = sum(self.expected[s] for s in done)
-        if exp > 0 and sum(self.durations[s] for s in done) >= 1.0:
-            return sum(self.durations[s] for s in done) / exp
+        """Measured seconds per expected second, over the stages that ran (not resumed) and
+        are expected to take at least 3 s (5 % of the run with relative lengths: a stage of a
+        second says nothing about the others), plus the current one projected from its own
+        rate; None
+        while nothing is measured and the expected times are only relative."""
+        least = 3.0 if self.absolute else 0.05 * sum(self.expected.values())
+        ran = [s for s, d in self.durations.items() if d > 0 and self.expected[s] >= least]
+        num = sum(self.durations[s] for s in ran)
+        den = sum(self.expected[s] for s in ran)
+        g, spent = self.local, self.now() - self.stage_t0
+        if self.stage is not None and g >= 0.05 and spent >= 1.0 and self.expected[self.stage]:
+            num, den = num + spent / g, den + self.expected[self.stage]
+        if den > 0 and num > 0:
+            return num / den
         return 1.0 if self.absolute else None
 
     def remaining(self) -> float | None:
@@ -118,15 +133,13 @@ class StageEstimate:
         if self.stage is None:
             return None
         speed = self._speed()
+        if speed is None:
+            return None
         g, spent = self.local, self.now() - self.stage_t0
         own = spent * (1.0 - g) / g if g >= 0.05 and spent >= 1.0 else None
-        prior = None if speed is None else speed * self.expected[self.stage] * (1.0 - g)
-        if prior is None and own is None:
-            return None
-        if own is not None and speed is None:  # the scale comes from this stage alone
-            speed = (spent / g) / self.expected[self.stage] if self.expected[self.stage] else 0.0
-        if prior is None or own is None:
-            current = own if prior is None else prior
+        prior = speed * self.expected[self.stage] * (1.0 - g)
+        if own is None:
+            current = prior
         else:  # its own rate weighs as much as the prior at 10 % of the stage
             w = g / (g + 0.1)
             current = (1.0 - w) * prior + w * own

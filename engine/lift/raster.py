@@ -203,12 +203,14 @@ def render_antialiased(
     r = render_view(g, big, **kw)
     h, w = view.height, view.width
 
-    def pool(x: Tensor | None) -> Tensor | None:
-        if x is None:
-            return None
+    def pool(x: Tensor) -> Tensor:
         return x.reshape(h, s, w, s, *x.shape[2:]).mean((1, 3))
 
-    return Render(pool(r.rgb), pool(r.alpha), pool(r.depth))
+    alpha = pool(r.alpha)
+    depth = None  # the samples' depths weighted by their coverage, as each sample's is
+    if r.depth is not None:
+        depth = pool(r.depth * r.alpha) / alpha.clamp_min(1e-10)
+    return Render(pool(r.rgb), alpha, depth)
 
 
 def _use_gsplat(backend: str, g: Gaussians) -> bool:

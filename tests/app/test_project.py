@@ -458,3 +458,31 @@ def test_a_project_saved_elsewhere_and_moved_keeps_its_result_and_its_unfinished
     assert win.open_project(again) and win.viewer.empty
     assert "is missing" in win.viewer.empty_label.text() and not dialogs.errors
     win.close()
+
+
+result_dir = main_window_tests.result_dir
+
+
+def test_saving_in_place_never_replaces_the_projects_own_run(
+    gui, qtbot, tmp_path, dialogs, result_dir
+):
+    """A project with an interrupted run in its result/ folder, then another scene opened
+    for a look: saving the project where it is keeps its own run and checkpoints (only
+    saving it elsewhere brings outputs along)."""
+    from app.project import load_project, save_project
+
+    pano = tiny_panorama(tmp_path)
+    settings = tiny_config(frames=3)
+    folder = tmp_path / "mine.pano4dproj"
+    generation = interrupted_run(folder, pano, settings)
+    save_project(
+        folder, panorama=pano, regions=two_regions(), settings=settings, generation=generation
+    )
+    win = make_window(gui, qtbot, tmp_path)
+    dialogs.answers.append("Not now")
+    assert win.open_project(folder)
+    assert win.open_scene_path(result_dir / "out")  # someone else's scene, for a look
+    assert win.save_project_to(folder) and not dialogs.errors
+    assert (folder / "result" / ".pano4d" / "state.json").is_file()
+    assert load_project(folder).resumable()
+    win.close()

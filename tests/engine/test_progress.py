@@ -98,3 +98,24 @@ def test_a_resumed_run_starts_at_its_first_stage_that_runs():
     est.update("lift", sum(stage_spans()["lift"]) / 2)  # half the lift in 30 s, as expected
     assert est.remaining() == pytest.approx(59.0)
     assert est.fraction() == pytest.approx(0.41)
+
+
+def test_stages_resumed_from_checkpoints_or_tiny_do_not_set_the_speed():
+    """A resumed run: loading takes 2 s (expected 1 s: a tiny stage, noise), animate and
+    depth come from their checkpoints in a fraction of a second (they report only their
+    end); the lift then runs at the expected pace. The estimate stays with the truth."""
+    clock = Clock()
+    expected = {"load": 1.0, "animate": 9.0, "depth": 1.0, "lift": 60.0, "save": 29.0}
+    spans = stage_spans()
+    est = StageEstimate(spans, expected, now=clock)
+    est.update("load", spans["load"][0])
+    clock.t = 2.0
+    est.update("animate", spans["animate"][1])  # resumed: its end at once
+    clock.t = 2.3
+    est.update("depth", spans["depth"][1])
+    clock.t = 2.5
+    est.update("lift", spans["lift"][0])
+    assert est.remaining() == pytest.approx(89.0, rel=0.05)
+    clock.t = 32.5
+    est.update("lift", sum(spans["lift"]) / 2)
+    assert est.remaining() == pytest.approx(59.0, rel=0.05)

@@ -556,3 +556,16 @@ def test_a_coarse_view_is_supersampled_and_gets_the_mean_of_what_its_pixels_cove
     err_plain = (plain - ref).square().mean().sqrt().item()
     print(f"rmse against the covered mean: antialiased {err_aa:.3f}, point-sampled {err_plain:.3f}")
     assert err_aa < 0.06 and err_plain > 2.2 * err_aa
+    # depth: each coarse pixel's is the coverage-weighted one of its samples, so the border
+    # pixels the wall half covers still lie on the wall
+    cols = torch.arange(n * n) % n
+    keep = cols < n // 2 + 1  # the wall's edge one third into a coarse pixel
+    left = Gaussians(**{k: v[keep] for k, v in g.tensors().items()})
+    left.log_scales.fill_(math.log(0.2 * step))  # small: the last sample there sees nothing
+    with torch.no_grad():
+        r = render_antialiased(left, view, native, with_depth=True)
+    c = (torch.arange(size) + 0.5) * 2 * half / size - half
+    truth = torch.sqrt(1 + c[None, :] ** 2 + c[:, None] ** 2)  # ray distance to the wall
+    seen = r.alpha > 0.05
+    assert (r.alpha[seen] < 0.9).any()  # some pixels are only partly covered
+    assert ((r.depth - truth).abs() / truth)[seen].max() < 0.02
