@@ -672,17 +672,13 @@ class MainWindow(QMainWindow):
         folder = project_folder(path)
         previous = self.project.folder if self.project is not None else None
         moving = previous is not None and previous.absolute() != folder.absolute()
-        if moving and self._running():
-            dialogs.error(
-                self,
-                "Cannot save the project elsewhere yet",
-                "A job is writing into this project. Save it elsewhere once it has finished "
-                "or been cancelled (the result moves with the project).",
-            )
-            return False
+        scratch = self._scratch_of_outputs(folder)
+        # the outputs come along when the project moves, and from the app's scratch project
+        # (never while a job writes them: the next save after it brings them)
+        adopt = (moving or scratch is not None) and not self._running()
         self._saves += 1  # before saving: a generate worker's older snapshot must not follow
         try:
-            if moving:  # the project's outputs come along (kept where they are otherwise)
+            if adopt:
                 result, generation = self._adopt_outputs(folder)
             else:
                 result, generation = self.result_dir, self.generation
@@ -704,8 +700,12 @@ class MainWindow(QMainWindow):
                 dialogs.error(self, "Cannot save project", *dialogs.describe(e))
             return False
         self._follow_outputs(result, generation)
-        if moving and self.auto_project:
-            self._discard_auto_project(previous)
+        if adopt and scratch is not None:
+            self._discard_auto_project(scratch)
+        elif moving and self._running():
+            self.statusBar().showMessage(
+                "Saved; the running generation's result joins the project when it ends", 10000
+            )
         if Path(self.pano.path or "") != self.project.panorama:  # the copy, or its original
             self.pano = dataclasses.replace(self.pano, path=str(self.project.panorama))
             self.size_label.setToolTip(f"{self.pano.path}\n{self.pano.source}")
@@ -740,6 +740,20 @@ class MainWindow(QMainWindow):
             tab = self.tabs.currentIndex()
             self.open_scene_path(result)
             self.tabs.setCurrentIndex(tab)
+
+    def _scratch_of_outputs(self, folder: Path) -> Path | None:
+        """The project in the app's data folder (other than ``folder``) that holds the
+        current result or run, if any: its outputs are the app's to move."""
+        g = self.generation or {}
+        runs, target = self.runs_dir.resolve(), folder.resolve()
+        for p in (self.result_dir, g.get("out")):
+            if p is None:
+                continue
+            q = Path(p).resolve()
+            for parent in q.parents:
+                if parent.parent == runs and parent != target:
+                    return parent
+        return None
 
     def _discard_auto_project(self, folder: Path) -> None:
         """Remove the project the app made in its data folder once it has been saved

@@ -486,3 +486,33 @@ def test_saving_in_place_never_replaces_the_projects_own_run(
     assert (folder / "result" / ".pano4d" / "state.json").is_file()
     assert load_project(folder).resumable()
     win.close()
+
+
+def test_save_as_while_generating_brings_the_result_when_the_run_ends(
+    gui, qtbot, tmp_path, dialogs
+):
+    """Save As during a run (its output still in the app's scratch project) saves at once;
+    when the run ends, its result joins the saved project and the scratch project goes."""
+    from tests.app.test_worker import TINY
+
+    win = make_window(gui, qtbot, tmp_path)
+    win.open_panorama(tiny_panorama(tmp_path))
+    win.model.add_layer("sky")
+    win.model.paint_mask(0, np.eye(H, W, dtype=bool))
+    slow = {k: dict(v) for k, v in TINY.items()}
+    slow["lift"]["refine"] = {"passes": 3}
+    win.generate_panel.overrides = slow
+    win.generate_panel.frames_spin.setValue(3)
+    assert win.start_generation()
+    scratch = win.project.folder
+    qtbot.waitUntil(lambda: win.progress_panel.stage == "lift", timeout=60000)
+    dialogs.paths.append(str(tmp_path / "mine.pano4dproj"))
+    assert win.save_as() and not dialogs.errors and win._running()
+    mine = tmp_path / "mine.pano4dproj"
+    assert (mine / "project.json").is_file() and scratch.is_dir()
+    qtbot.waitUntil(lambda: not win._running() and not win.progress_panel.running, timeout=90000)
+    assert win.worker is None or win.worker.outcome == "finished"
+    assert (mine / "result" / "scene" / "manifest.json").is_file()
+    assert json.loads((mine / "project.json").read_text())["result"] == "result"
+    assert not scratch.exists() and win.result_dir == mine / "result"
+    win.close()
