@@ -65,7 +65,7 @@ class FindRegionsBox(QGroupBox):
 
     findRequested = Signal(list, str)  # [(name, prompt)], model spec
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, model: str = DEFAULT_SEG_MODEL) -> None:
         super().__init__("Find regions from text", parent)
         lay = QVBoxLayout(self)
         self.text_edit = QLineEdit(self)
@@ -76,7 +76,7 @@ class FindRegionsBox(QGroupBox):
         )
         self.text_edit.returnPressed.connect(self._request)
         self.text_edit.textChanged.connect(lambda _t: self._update())
-        self.model_edit = QLineEdit(DEFAULT_SEG_MODEL, self)
+        self.model_edit = QLineEdit(model, self)
         self.model_edit.setToolTip("CLIPSeg weights: a folder, or a hub id in the local cache")
         self.model_edit.editingFinished.connect(self.probe)
         self.find_button = QPushButton("Find", self)

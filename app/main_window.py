@@ -49,7 +49,7 @@ from engine.progress import StageEstimate
 from . import dialogs
 from .canvas import PaintCanvas
 from .capabilities import Capabilities, CapabilityProbe
-from .find_regions import FindRegionsBox, find_regions
+from .find_regions import DEFAULT_SEG_MODEL, FindRegionsBox, find_regions
 from .generate_panel import GeneratePanel, GenerateSettings
 from .lookaround import LookAroundView
 from .motion_preview import MotionPreview
@@ -188,13 +188,10 @@ class MainWindow(QMainWindow):
         self.tabs.setTabToolTip(1, "The generated 4D scene (Ctrl+2)")
         self.setCentralWidget(self.tabs)
         self.region_panel = RegionPanel(self.model, self.canvas)
-        self.find_box = FindRegionsBox(self.region_panel)
+        seg_model = str(self.qsettings.value("seg_model", "") or DEFAULT_SEG_MODEL)
+        self.find_box = FindRegionsBox(self.region_panel, seg_model)
         self.region_panel.layout().addWidget(self.find_box)
         self.find_box.findRequested.connect(self.find_regions)
-        saved_seg = self.qsettings.value("seg_model", "")
-        if saved_seg:
-            self.find_box.model_edit.setText(str(saved_seg))
-            self.find_box.probe()
         self.find_box.model_edit.editingFinished.connect(
             lambda: self.qsettings.setValue("seg_model", self.find_box.model_edit.text().strip())
         )
@@ -718,10 +715,7 @@ class MainWindow(QMainWindow):
 
     def _adopt_outputs(self, folder: Path) -> tuple[Path | None, dict | None]:
         """The result and run record to save into ``folder``, copied into it when they live
-        elsewhere (:func:`app.project.adopt_outputs`; a wait cursor while it copies). Not
-        while a job runs: its output folder is being written."""
-        if self._running():
-            return self.result_dir, self.generation
+        elsewhere (:func:`app.project.adopt_outputs`; a wait cursor while it copies)."""
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
             return adopt_outputs(folder, self.result_dir, self.generation)
@@ -854,24 +848,16 @@ class MainWindow(QMainWindow):
         def job(callback, cancel):
             return make_panorama(cfg, folder, Progress("text", callback, cancel))
 
-        worker = TaskWorker(job, self)
-        worker.progress.connect(self.progress_panel.update_progress)
-        worker.finished.connect(self._text_scene_made)
-        worker.failed.connect(self._text_scene_failed)
-        worker.cancelled.connect(lambda: self._job_ended("Cancelled"))
-        self.worker = worker
-        self.progress_panel.start("Making the panorama from text", "Last panorama from text")
-        worker.start()
-        self._update_actions()
-        return True
+        return self._start_task(
+            job,
+            ("Making the panorama from text", "Last panorama from text"),
+            self._text_scene_made,
+            ("Failed", "Cannot make the panorama"),
+        )
 
     def _text_scene_made(self, path: Path) -> None:
         self._job_ended(f"Made {path.name}")
         self.open_panorama(path)
-
-    def _text_scene_failed(self, message: str, details: str) -> None:
-        self._job_ended("Failed")
-        dialogs.error(self, "Cannot make the panorama", message, details)
 
     def find_regions(self, entries: list, spec: str) -> bool:
         """Find ``entries`` [(name, prompt)] in the panorama with the CLIPSeg model ``spec``
@@ -885,17 +871,39 @@ class MainWindow(QMainWindow):
         def job(callback, cancel):
             return find_regions(rgb, entries, spec, Progress("segment", callback, cancel))
 
+        names = ", ".join(name for name, _ in entries)
+        return self._start_task(
+            job,
+            (f"Finding {names}", f"Last search: {names}"),
+            lambda masks: self._regions_found(entries, masks),
+            ("Failed", "Cannot find the regions"),
+        )
+
+    def _start_task(
+        self,
+        job,
+        titles: tuple[str, str],
+        finished,
+        failure: tuple[str, str],
+        cancelled: str = "Cancelled",
+    ) -> bool:
+        """Run ``job(callback, cancel)`` (not a generation) in a worker: the progress panel
+        headed by ``titles`` (while running, after); ``finished(result)`` on success; on
+        failure the panel says ``failure[0]`` and a dialog titled ``failure[1]`` the reason."""
         worker = TaskWorker(job, self)
         worker.progress.connect(self.progress_panel.update_progress)
-        worker.finished.connect(lambda masks: self._regions_found(entries, masks))
-        worker.failed.connect(self._find_failed)
-        worker.cancelled.connect(lambda: self._job_ended("Cancelled"))
+        worker.finished.connect(finished)
+        worker.cancelled.connect(lambda: self._job_ended(cancelled))
+        worker.failed.connect(lambda message, details: self._task_failed(failure, message, details))
         self.worker = worker
-        names = ", ".join(name for name, _ in entries)
-        self.progress_panel.start(f"Finding {names}", f"Last search: {names}")
+        self.progress_panel.start(*titles)
         worker.start()
         self._update_actions()
         return True
+
+    def _task_failed(self, failure: tuple[str, str], message: str, details: str) -> None:
+        self._job_ended(failure[0])
+        dialogs.error(self, failure[1], message, details)
 
     def _job_ended(self, text: str) -> None:
         """A worker that is not a generation (an export, a search) ended: ``text`` says how."""
@@ -903,10 +911,6 @@ class MainWindow(QMainWindow):
         self.progress_panel.stop(text)
         self.statusBar().showMessage(text, 10000)
         self._update_actions()
-
-    def _find_failed(self, message: str, details: str) -> None:
-        self._job_ended("Failed")
-        dialogs.error(self, "Cannot find the regions", message, details)
 
     def _regions_found(self, entries: list, masks: list) -> None:
         from engine.text.motion import parse_motion
@@ -991,8 +995,7 @@ class MainWindow(QMainWindow):
     def _remember_stage_seconds(self, report: dict) -> None:
         """Keep a finished run's stage times (not a resumed one's: some stages were skipped)."""
         timings = report.get("timings_s")
-        worker = self.worker
-        if not isinstance(timings, dict) or getattr(getattr(worker, "job", None), "resume", True):
+        if not isinstance(timings, dict) or self.worker.job.resume:
             return
         preset = GenerateSettings.from_json(self.generation["settings"]).preset
         self.qsettings.setValue(self._stage_key(preset), json.dumps(timings))
@@ -1137,17 +1140,14 @@ class MainWindow(QMainWindow):
         if task is None:
             dialogs.error(self, "Cannot export", f"no {EXPORTS[kind].rstrip('…')} for this scene")
             return False
-        worker = TaskWorker(task, self)
-        worker.progress.connect(self.progress_panel.update_progress)
-        worker.finished.connect(lambda _r: self._job_ended(f"Exported to {dest}"))
-        worker.cancelled.connect(lambda: self._job_ended("Export cancelled"))
-        worker.failed.connect(self._export_failed)
-        self.worker = worker
         what = EXPORTS[kind].rstrip("…")
-        self.progress_panel.start(f"Exporting {what}", f"Last export: {what}")
-        worker.start()
-        self._update_actions()
-        return True
+        return self._start_task(
+            task,
+            (f"Exporting {what}", f"Last export: {what}"),
+            lambda _r: self._job_ended(f"Exported to {dest}"),
+            ("Export failed", "Export failed"),
+            cancelled="Export cancelled",
+        )
 
     def _export_task(self, kind: str, scene, dest: Path):
         from engine.fsutil import atomic_dir, atomic_file
@@ -1194,10 +1194,6 @@ class MainWindow(QMainWindow):
                 scene.fps,
             )
         return None
-
-    def _export_failed(self, message: str, details: str) -> None:
-        self._job_ended("Export failed")
-        dialogs.error(self, "Export failed", message, details)
 
     # ------------------------------------------------------------------ VR
 

@@ -369,21 +369,19 @@ def adopt_outputs(
     for source in (result, Path(generation["out"]) if generation else None):
         if source is not None and folder.resolve().is_relative_to(source.resolve()):
             raise InputError(f"{folder}: a project cannot be saved inside {source}")
-    copied: dict[Path, Path] = {}  # source output folder -> its copy
+    copied = None  # the output folder copied to dest (only one fits there)
     if result is not None and result.is_dir() and not _inside(result, folder):
         _copy_tree(result, dest)
-        copied[result.resolve()] = dest
-        result = dest
+        copied, result = result.resolve(), dest
     if generation is None:
         return result, None
     g = dict(generation)
     out = Path(g["out"])
-    if out.resolve() in copied:
-        g["out"] = str(copied[out.resolve()])
-    elif out.is_dir() and not _inside(out, folder) and not copied:
+    if copied is not None and out.resolve() == copied:
+        g["out"] = str(dest)
+    elif copied is None and out.is_dir() and not _inside(out, folder):
         _copy_tree(out, dest)
         g["out"] = str(dest)
-        result = dest if result is not None and result.resolve() == out.resolve() else result
     run = Path(g["regions"]).parent
     if run.is_dir() and not _inside(run, folder):
         _copy_tree(run, folder / RUN_DIR)

@@ -297,58 +297,41 @@ class SplatRenderer:
         resident when they fit."""
         self._pack_gen += 1
         self._settle = False
-        if defer and len(frames) > 1:
-            self._defer_dynamic(frames)
-            return
-        packed = [pack_splats(g) for g in frames]
         ks = {g.sh.shape[1] for g in frames}
         if len(ks) > 1:
             raise ValueError(f"dynamic frames have different SH sizes {sorted(ks)}")
         k = ks.pop() if ks else self.sh_k
+        counts = [len(g) for g in frames]
+        if counts and not self._fits(max(counts)):
+            raise ValueError(f"a dynamic frame of {max(counts)} Gaussians exceeds the buffers")
         self._dyn_means = [g.means.detach().to("cpu", torch.float32).numpy().copy() for g in frames]
         self._dyn_radii = [_radii(g) for g in frames]
         self._dyn_k = k
         self._means_cache = None
         self.frame = min(self.frame, max(len(frames) - 1, 0))
-        counts = [len(p) for p in packed]
-        if counts and not self._fits(max(counts)):
-            raise ValueError(f"a dynamic frame of {max(counts)} Gaussians exceeds the buffers")
-        self.streaming = not self._fits(sum(counts))
-        self._dyn_frames = []
-        if self.streaming:
-            self._dyn_host = packed
-            self._dyn_offsets = [0] * len(packed)
-            self._resident = -1
+        self._resident = -1
+        deferred = defer and len(frames) > 1
+        self._dyn_frames = list(frames) if deferred else []
+        self.streaming = deferred or not self._fits(sum(counts))
+        if deferred:
+            self._dyn_host = [None] * len(frames)
+            self._dyn_offsets = [0] * len(frames)
+            self._upload_frame(self.frame)
+            self._settle = self._fits(sum(counts))
+            self._packer = threading.Thread(
+                target=self._pack_all, args=(self._pack_gen,), daemon=True
+            )
+            self._packer.start()
+        elif self.streaming:
+            self._dyn_host = [pack_splats(g) for g in frames]
+            self._dyn_offsets = [0] * len(frames)
             self._upload_frame(self.frame)
         else:
+            packed = [pack_splats(g) for g in frames]
             self._dyn_host = []
             self._dyn_offsets = [int(x) for x in np.cumsum([0, *counts])[:-1]]
             empty = np.zeros((0, record_words(k)), np.uint32)
             self._dyn.write(np.concatenate(packed) if packed else empty, self.chunk_rows)
-        self._check_k()
-
-    def _defer_dynamic(self, frames: Sequence[Gaussians]) -> None:
-        ks = {g.sh.shape[1] for g in frames}
-        if len(ks) > 1:
-            raise ValueError(f"dynamic frames have different SH sizes {sorted(ks)}")
-        counts = [len(g) for g in frames]
-        if not self._fits(max(counts)):
-            raise ValueError(f"a dynamic frame of {max(counts)} Gaussians exceeds the buffers")
-        self._dyn_k = ks.pop()
-        self._dyn_means = [g.means.detach().to("cpu", torch.float32).numpy().copy() for g in frames]
-        self._dyn_radii = [_radii(g) for g in frames]
-        self._means_cache = None
-        self.frame = min(self.frame, len(frames) - 1)
-        self.streaming = True
-        self._dyn_frames = list(frames)
-        self._dyn_host = [None] * len(frames)
-        self._dyn_offsets = [0] * len(frames)
-        self._resident = -1
-        self._upload_frame(self.frame)
-        self._settle = self._fits(sum(counts))
-        gen = self._pack_gen
-        self._packer = threading.Thread(target=self._pack_all, args=(gen,), daemon=True)
-        self._packer.start()
         self._check_k()
 
     def _pack_all(self, gen: int) -> None:  # on the packer thread

@@ -88,7 +88,10 @@ def _resample(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     )
 
 
-def _resample_binary(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """bool [h, w] -> [H, W]: the pixels covered at least half (area when shrinking,
+    bilinear with the seam wrapped when enlarging); a region thinner than that keeps every
+    pixel it touches, so it is never lost."""
     if mask.shape == tuple(size):
         return mask.astype(bool, copy=True)
     coverage = _resample(mask.astype(np.float32), size)
@@ -116,4 +119,4 @@ def load_mask(path: _PATHLIKE, size: tuple[int, int]) -> np.ndarray:
     """A mask image or .npy -> bool [H, W] at the panorama's ``size`` (module docs)."""
     size = _check_size_arg(size)
     image = _read_aux(path, size, "mask", _MASK_FORMATS)
-    return _resample_binary(_binary_from_image(image), size)
+    return resample_mask(_binary_from_image(image), size)

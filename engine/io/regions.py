@@ -32,7 +32,7 @@ from .common import (
     _fail,
 )
 from .images import _Image
-from .masks import _binary_from_image, _check_size_arg, _read_aux, _resample_binary
+from .masks import _binary_from_image, _check_size_arg, _read_aux, resample_mask
 
 # --------------------------------------------------------------------------------------------
 # Public data type
@@ -380,7 +380,7 @@ def load_regions(
                 _fail(path, f"{where}: {exc}")
             if not source.any():
                 _fail(path, f"{where}: mask file '{mask_ref}' is empty (no nonzero pixel)")
-        mask = _resample_binary(source, size)
+        mask = resample_mask(source, size)
         if prompt.strip() and not {"motion", "direction_deg", "speed_deg_s"} & set(item):
             from ..text.motion import parse_motion  # the prompt's words say how it moves
 
