@@ -67,7 +67,7 @@ class TextSceneDialog(QDialog):
         self.negative_edit.setPlaceholderText("what to avoid (optional)")
         self.model_edit = QLineEdit(model, self)
         self.model_edit.setToolTip(
-            "A Stable Diffusion pipeline: a folder, or a hub id already in the local cache"
+            "A Stable Diffusion or SD3 pipeline: a folder, or a hub id already in the local cache"
         )
         self.size_combo = QComboBox(self)
         for h, w in SIZES:

@@ -350,7 +350,8 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
     g.add_argument(
         "--text-model",
         metavar="PATH_OR_ID",
-        help="text-to-image weights (a Stable Diffusion pipeline folder or a cached hub id): "
+        help="text-to-image weights (a Stable Diffusion or SD3 pipeline folder, or a cached hub "
+        "id): "
         "make the panorama from --prompt, fused on the sphere",
     )
     g.add_argument("--size", metavar="WxH", help="--text-model panorama size (default 2048x1024)")

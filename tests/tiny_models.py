@@ -1,6 +1,7 @@
 """Tiny random checkpoints in the standard Hugging Face folder layouts, built offline by the
-tests (nothing can be downloaded): a character-level CLIP tokenizer, a Stable Diffusion
-pipeline folder, and a CLIPSeg model with its processor."""
+tests (nothing can be downloaded): a character-level CLIP tokenizer, a word-level T5-style
+tokenizer, Stable Diffusion and Stable Diffusion 3 pipeline folders, and a CLIPSeg model with
+its processor."""
 
 from __future__ import annotations
 
@@ -23,6 +24,31 @@ def clip_tokenizer(folder: Path):
     return CLIPTokenizer(
         str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77
     )
+
+
+def word_tokenizer(words: list[str]):
+    """A fast word-level tokenizer (whitespace split) over ``words``, which must hold
+    ``<pad>``, ``</s>`` and ``<unk>``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def save_pipeline(folder: Path, parts: dict, index: dict) -> Path:
+    """Each part saved with save_pretrained under ``folder/<name>`` and named in
+    ``model_index.json`` (with ``index``'s other entries)."""
+    index = {"_diffusers_version": "0.42.1", **index}
+    for name, part in parts.items():
+        part.save_pretrained(folder / name)
+        lib = "diffusers" if type(part).__module__.startswith("diffusers") else "transformers"
+        index[name] = [lib, type(part).__name__]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
 
 
 def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
@@ -76,15 +102,89 @@ def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
             timestep_spacing="trailing",
         ),  # fmt: skip
     }
-    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
-             "safety_checker": [None, None], "feature_extractor": [None, None],
-             "image_encoder": [None, None], "requires_safety_checker": False}  # fmt: skip
-    for name, part in parts.items():
-        part.save_pretrained(folder / name)
-        lib = "transformers" if name in ("tokenizer", "text_encoder") else "diffusers"
-        index[name] = [lib, type(part).__name__]
-    (folder / "model_index.json").write_text(json.dumps(index))
-    return folder
+    index = {"_class_name": "StableDiffusionPipeline", "safety_checker": [None, None],
+             "feature_extractor": [None, None], "image_encoder": [None, None],
+             "requires_safety_checker": False}  # fmt: skip
+    return save_pipeline(folder, parts, index)
+
+
+T5_WORDS = ["<pad>", "</s>", "<unk>", "misty", "alpine", "lake", "at", "dawn", "pine", "forest",
+            "blur"]  # fmt: skip
+
+
+def _clip_with_projection(n_vocab: int, hidden: int, projection: int):
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    return CLIPTextModelWithProjection(
+        CLIPTextConfig(vocab_size=n_vocab, hidden_size=hidden, intermediate_size=24,
+                       num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
+                       projection_dim=projection, bos_token_id=n_vocab - 2,
+                       eos_token_id=n_vocab - 1, hidden_act="gelu")
+    )  # fmt: skip
+
+
+def build_tiny_sd3(folder: Path, t5: bool = True, dynamic_shift: bool = False,
+                   seed: int = 0) -> Path:  # fmt: skip
+    """A StableDiffusion3Pipeline folder: a 1-layer SD3 transformer (patch 2), a 3-block VAE
+    (latent scale 4, with a shift factor), two CLIP text encoders with projection, a 1-layer
+    T5 encoder with a word-level tokenizer (``t5``; without it diffusers pads with zeros) and
+    the flow-matching scheduler (with dynamic shifting if ``dynamic_shift``)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = clip_tokenizer(folder / "_vocab")
+    n = len(tokenizer)
+    torch.manual_seed(seed)
+    parts = {
+        "transformer": SD3Transformer2DModel(
+            sample_size=16,
+            patch_size=2,
+            in_channels=4,
+            out_channels=4,
+            num_layers=1,
+            attention_head_dim=8,
+            num_attention_heads=4,
+            joint_attention_dim=32,
+            caption_projection_dim=32,
+            pooled_projection_dim=32,
+            pos_embed_max_size=64,
+        ),  # fmt: skip
+        "vae": AutoencoderKL(
+            block_out_channels=(8, 16, 16),
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            norm_num_groups=8,
+            layers_per_block=1,
+            scaling_factor=1.5305,
+            shift_factor=0.0609,
+        ),  # fmt: skip
+        "text_encoder": _clip_with_projection(n, 16, 16),
+        "text_encoder_2": _clip_with_projection(n, 16, 16),
+        "tokenizer": tokenizer,
+        "tokenizer_2": tokenizer,
+        "scheduler": FlowMatchEulerDiscreteScheduler(
+            shift=3.0,
+            use_dynamic_shifting=dynamic_shift,
+            base_image_seq_len=16,
+            max_image_seq_len=256,
+            base_shift=0.5,
+            max_shift=1.15,
+        ),  # fmt: skip
+    }
+    index = {"_class_name": "StableDiffusion3Pipeline", "image_encoder": [None, None],
+             "feature_extractor": [None, None]}  # fmt: skip
+    if t5:
+        parts["text_encoder_3"] = T5EncoderModel(
+            T5Config(vocab_size=len(T5_WORDS), d_model=32, d_kv=8, d_ff=37, num_layers=1,
+                     num_heads=4, relative_attention_num_buckets=8)
+        )  # fmt: skip
+        parts["tokenizer_3"] = word_tokenizer(T5_WORDS)
+    else:
+        index.update(text_encoder_3=[None, None], tokenizer_3=[None, None])
+    return save_pipeline(folder, parts, index)
 
 
 def build_tiny_clipseg(folder: Path, seed: int = 0) -> Path:

@@ -98,7 +98,10 @@ class ViewModel(Protocol):
         Optional: ``source(image [3, H, W], frames) -> [T, C, h, w]``, the latent video of the
         still panorama (a video VAE that compresses time encodes it as a video; without it,
         every frame is ``encode(image)``), and ``reencode(video [T', 3, H, W]) -> [T, C, h, w]``
-        for the refinement pass (without it, frames are encoded one by one)."""
+        for the refinement pass (without it, frames are encoded one by one), and
+        ``schedule_kwargs((h, w)) -> dict``, more arguments of the scheduler's
+        ``set_timesteps`` for inputs of h x w latents, the largest it sees (``mu`` for a flow
+        model with dynamic shifting)."""
 
     def denoise(self, z: Tensor, sigma: float, timestep: Tensor, views: slice) -> Tensor:
         """z [n, T, C, h, w] noisy latents of views ``views`` -> denoised estimate x0;
@@ -153,6 +156,12 @@ class StepStats:
     def fusion_share(self) -> float:
         total = self.model_s + self.fusion_s
         return self.fusion_s / total if total > 0 else 0.0
+
+
+def _largest_view(passes: list[PassPlan], s: int) -> tuple[int, int]:
+    """(h, w) in latents of the largest view of any pass."""
+    sizes = [(v.height // s, v.width // s) for p in passes for v in p.views]
+    return max(sizes, key=lambda hw: hw[0] * hw[1])
 
 
 def _sync(device: torch.device) -> None:
@@ -214,8 +223,12 @@ class PanoramicDenoiser:
         s = model.latent_scale
         if h % s or w % s:
             raise ValueError(f"panorama size {w}x{h} is not a multiple of {s}")
-        sampler = sampler_for(model.scheduler, cfg.steps)
         passes = self.plan(h, w) if cfg.mode == "sphere" else [self.plan(h, w)[0]]
+        extra = {}
+        if hasattr(model, "schedule_kwargs"):  # sized by what the model sees at once
+            seen = (h // s, w // s) if cfg.mode == "equirect" else _largest_view(passes, s)
+            extra = model.schedule_kwargs(seen)
+        sampler = sampler_for(model.scheduler, cfg.steps, **extra)
         total = sum(cfg.steps - p.start for p in passes)
         done = 0
         gen = torch.Generator(model.device).manual_seed(cfg.seed)

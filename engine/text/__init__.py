@@ -8,15 +8,17 @@ resolution with narrower views, like the video models.
 
 The model family comes from the folder's ``model_index.json``; one file per family:
 
-- :mod:`.sd` - the Stable Diffusion family (``StableDiffusionPipeline``)
+- :mod:`.sd` - the Stable Diffusion family (``StableDiffusionPipeline``, UNet, Euler)
+- :mod:`.sd3` - Stable Diffusion 3 / 3.5 (``StableDiffusion3Pipeline``, a flow-matching DiT)
 
-A flow-matching DiT family (FLUX, SD3, Sana) is one more file: a ViewModel of one frame whose
-scheduler is FlowMatchEulerDiscreteScheduler (driven by
-:mod:`engine.animate.schedulers.flow`), and a line in ``FAMILIES``.
+What they share (loading, the seam-wrapped VAE tiles, guidance) is :mod:`.base`. Another
+family (FLUX, Sana, ...) is one more file with a ``load(path, cfg, device)`` that returns a
+:class:`.base.TextImageModel` subclass, and a line in ``FAMILIES``.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +32,8 @@ from ..progress import Progress
 from ..sphere import ViewSetConfig
 
 MARKER = "model_index.json"
-NEEDED = "--text-model (a Stable Diffusion pipeline folder or a hub id in the local cache)"
-FAMILIES = {"StableDiffusionPipeline": "sd"}
+NEEDED = "--text-model (a Stable Diffusion or SD3 pipeline folder, or a hub id in the local cache)"
+FAMILIES = {"StableDiffusionPipeline": "sd", "StableDiffusion3Pipeline": "sd3"}
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,9 @@ def require(spec: str | None) -> Path:
 
 def load_model(cfg: TextPanoConfig, device: torch.device):
     """The family's ViewModel for ``cfg.model``."""
-    from .sd import SDModel, load_pipeline
-
     path = require(cfg.model)
-    pipe, dtype, note = load_pipeline(path, device, cfg.lora)
-    return SDModel(pipe, dtype, device, cfg.prompt, cfg.negative_prompt, cfg.guidance, note=note)
+    family = FAMILIES[hub.json_field(path / MARKER, "_class_name")]
+    return importlib.import_module(f"{__name__}.{family}").load(path, cfg, device)
 
 
 def generate_panorama(cfg: TextPanoConfig, progress: Progress | None = None):

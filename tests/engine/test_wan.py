@@ -18,6 +18,7 @@ from engine.errors import InputError
 from engine.io import Panorama, Region
 from engine.progress import Progress
 from tests.conftest import textured_equirect
+from tests.tiny_models import save_pipeline, word_tokenizer
 
 WORDS = [
     "<pad>",
@@ -53,21 +54,15 @@ WORDS = [
 def build_tiny_wan(folder: Path, image_encoder: bool = True, seed: int = 0) -> Path:
     """A WanImageToVideoPipeline folder of tiny random components (ENVIRONMENT.md)."""
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
-    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
         CLIPVisionModel,
-        PreTrainedTokenizerFast,
         UMT5Config,
         UMT5EncoderModel,
     )
 
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
+    tokenizer = word_tokenizer(WORDS)
     torch.manual_seed(seed)
     umt5 = UMT5Config(vocab_size=len(WORDS), d_model=32, d_kv=8, d_ff=37, num_layers=2,
                       num_heads=4, relative_attention_num_buckets=8)  # fmt: skip
@@ -104,16 +99,12 @@ def build_tiny_wan(folder: Path, image_encoder: bool = True, seed: int = 0) -> P
                                   patch_size=4)  # fmt: skip
         parts["image_encoder"] = CLIPVisionModel(vision)
         parts["image_processor"] = CLIPImageProcessor(crop_size=32, size=32)
-    index = {"_class_name": "WanImageToVideoPipeline", "_diffusers_version": "0.42.1"}
-    for name, part in parts.items():
-        part.save_pretrained(folder / name)
-        lib = "diffusers" if name in ("vae", "scheduler", "transformer") else "transformers"
-        index[name] = [lib, type(part).__name__]
+    index = {"_class_name": "WanImageToVideoPipeline", "boundary_ratio": None,
+             "expand_timesteps": False}  # fmt: skip
     for name in ("image_encoder", "image_processor", "transformer_2"):
-        index.setdefault(name, [None, None])
-    index.update(boundary_ratio=None, expand_timesteps=False)
-    (folder / "model_index.json").write_text(json.dumps(index))
-    return folder
+        if name not in parts:
+            index[name] = [None, None]
+    return save_pipeline(folder, parts, index)
 
 
 @pytest.fixture(scope="module")
