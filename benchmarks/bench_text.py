@@ -11,6 +11,7 @@ latent and of the decoded panorama (1 = the step across the seam is like any oth
 step), time per step, the fusion's share of it and the peak extra memory of the run.
 
     python benchmarks/bench_text.py                       # tiny random SD built here (CPU)
+    python benchmarks/bench_text.py --family sd3          # tiny random SD3 (flow-matching DiT)
     python benchmarks/bench_text.py --model PATH --device cuda --sizes 2048x1024 4096x2048
 
 With a tiny random model the picture is meaningless (random weights paint noise-like
@@ -64,7 +65,8 @@ def run(model, size, mode, steps, view_size, device):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", help="a Stable Diffusion pipeline folder (default: tiny random)")
+    ap.add_argument("--model", help="a SD or SD3 pipeline folder (default: tiny random)")
+    ap.add_argument("--family", choices=("sd", "sd3"), default="sd", help="the tiny model's")
     ap.add_argument("--sizes", nargs="+", default=["512x256", "2048x1024", "4096x2048"])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--view-size", type=int, default=512)
@@ -72,13 +74,15 @@ def main() -> None:
     a = ap.parse_args()
     spec = a.model
     if spec is None:
-        from tests.tiny_models import build_tiny_sd
+        from tests import tiny_models
 
-        spec = str(build_tiny_sd(Path(tempfile.mkdtemp()) / "sd"))
+        build = tiny_models.build_tiny_sd3 if a.family == "sd3" else tiny_models.build_tiny_sd
+        spec = str(build(Path(tempfile.mkdtemp()) / a.family))
     torch.manual_seed(0)
     model = load_model(TextPanoConfig(model=spec, prompt="misty alpine lake at dawn, pine forest",
                                       device=a.device), torch.device(a.device))  # fmt: skip
-    print(f"\nMachine: {machine()}; model: {'tiny random SD' if a.model is None else a.model}, "
+    name = f"tiny random {a.family.upper()}" if a.model is None else a.model
+    print(f"\nMachine: {machine()}; model: {name}, "
           f"{a.steps} steps, views of at most {a.view_size} px\n")  # fmt: skip
     print("| size | strategy | views | view consistency | seam latent / rgb | s per step | "
           "fusion share | peak extra memory |")  # fmt: skip

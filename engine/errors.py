@@ -27,3 +27,13 @@ class Cancelled(Pano4DError):
     """The user cancelled a long run: exit code 130."""
 
     exit_code = 130
+
+
+# What from_pretrained raises for a missing, partial or wrong-kind weights folder.
+LOAD_ERRORS = (OSError, ValueError, TypeError, RuntimeError, KeyError, ImportError)
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from .. import hub
 from ..devices import pick_device
-from ..errors import InputError
+from ..errors import LOAD_ERRORS, InputError, first_line
 from ..io import Panorama, Region
 from ..progress import Progress
 from ..sphere import ViewSetConfig
@@ -136,8 +136,8 @@ def load_components(path: Path, device: torch.device) -> dict:
         )
         fe = CLIPImageProcessor.from_pretrained(path, subfolder="feature_extractor", **kw)
         sched = EulerDiscreteScheduler.from_pretrained(path, subfolder="scheduler", **kw)
-    except (OSError, ValueError, TypeError, RuntimeError, KeyError) as e:  # incl. bad configs
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except LOAD_ERRORS as e:  # incl. bad configs
+        first = first_line(e)
         raise InputError(f"cannot load the video model from {path}: {first}; {FALLBACK}") from e
     for m in (unet, vae, enc):
         m.to(device).eval().requires_grad_(False)

@@ -47,7 +47,7 @@ from torch import Tensor
 from .. import hub
 from ..camera import View
 from ..devices import pick_device
-from ..errors import InputError
+from ..errors import LOAD_ERRORS, InputError, first_line
 from ..io import Panorama, Region
 from ..progress import Progress
 from ..sphere import ViewSetConfig, perspective_view
@@ -140,8 +140,8 @@ def load_pipeline(path: Path, device: torch.device):
             path, subfolder="vae", torch_dtype=torch.float32, **kw
         )
         pipe = WanImageToVideoPipeline.from_pretrained(path, vae=vae, torch_dtype=dtype, **kw)
-    except (OSError, ValueError, TypeError, RuntimeError, KeyError, ImportError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except LOAD_ERRORS as e:
+        first = first_line(e)
         raise InputError(f"cannot load the video model from {path}: {first}; {FALLBACK}") from e
     if pipe.transformer_2 is not None or pipe.config.expand_timesteps:
         raise InputError(

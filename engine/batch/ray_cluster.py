@@ -23,7 +23,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ..fsutil import atomic_dir
 from .jobs import Job
 
@@ -151,7 +151,7 @@ class RayExecutor:
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayError as e:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                first = first_line(e)
                 out.append(("lost", name, f"{type(e).__name__}: {first}"))
                 continue
             archive = result.pop("archive", None)

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..camera import View
-from ..errors import InputError
+from ..errors import LOAD_ERRORS, InputError, first_line
 from ..hub import ModelProbe, locate, offline
 
 MARKER = "config.json"
@@ -172,8 +172,8 @@ class DepthModel:
             model_cls = transformers.AutoModelForDepthEstimation
         try:
             model = model_cls.from_pretrained(str(folder), local_files_only=offline())
-        except (OSError, ValueError, TypeError, RuntimeError, KeyError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        except LOAD_ERRORS as e:
+            first = first_line(e)
             raise InputError(f"cannot load the depth model in {folder}: {first}; {FALLBACK}") from e
         model = model.to(cfg.device).eval()
         kind = KINDS[mtype]

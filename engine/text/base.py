@@ -14,9 +14,7 @@ from torch import Tensor
 
 from .. import hub
 from ..animate.tiling import tiled_columns
-from ..errors import InputError
-
-LOAD_ERRORS = (OSError, ValueError, TypeError, RuntimeError, KeyError, ImportError)
+from ..errors import LOAD_ERRORS, InputError, first_line
 
 
 def load_pipeline(cls, path: Path, device: torch.device, lora: str | None = None, **kw):
@@ -30,7 +28,7 @@ def load_pipeline(cls, path: Path, device: torch.device, lora: str | None = None
         if lora:
             pipe.load_lora_weights(lora, **local)
     except LOAD_ERRORS as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise InputError(f"cannot load the text-to-image model from {path}: {first}") from e
     pipe.set_progress_bar_config(disable=True)
     for m in pipe.components.values():

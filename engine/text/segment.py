@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .. import hub
 from ..animate.fusion import resize_wrapped
-from ..errors import InputError
+from ..errors import LOAD_ERRORS, InputError, first_line
 from ..progress import Progress
 from ..sphere import ViewSetConfig, fuse_views, make_views, perspective_view
 
@@ -73,8 +73,8 @@ def clipseg_predictor(spec: str, device: str = "cpu", batch: int = 4) -> Predict
     try:
         processor = AutoProcessor.from_pretrained(path, **kw)
         model = CLIPSegForImageSegmentation.from_pretrained(path, **kw).to(device).eval()
-    except (OSError, ValueError, TypeError, RuntimeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except LOAD_ERRORS as e:
+        first = first_line(e)
         raise InputError(
             f"cannot load the segmentation model from {path}: {first}; {FALLBACK}"
         ) from e
