@@ -1086,7 +1086,8 @@ class MainWindow(QMainWindow):
             f"Scene ready: {report.get('gaussians_static', 0)} static + "
             f"{report.get('gaussians_dynamic_per_frame', 0)} × {report.get('frames', 0)} "
             f"dynamic Gaussians, {report.get('psnr_native', float('nan')):.1f} dB at the input's "
-            "own resolution",
+            f"own resolution, {report.get('psnr_headset', float('nan')):.1f} dB magnified as a "
+            "headset shows it",
             15000,
         )
 

@@ -186,8 +186,9 @@ def _print_summary(out: Path, r: dict) -> None:
     print(
         f"quality:  {r['gaussians_per_input_pixel']:.2f} Gaussians per input pixel, "
         f"PSNR {r['psnr_native']:.2f} dB at the input's own resolution (static areas, "
-        f"{r['psnr_native_resolution'].split(' from')[0]}), static max error "
-        f"{r['static_max_error']}"
+        f"{r['psnr_native_resolution'].split(' from')[0]}), "
+        f"{r.get('psnr_headset', float('nan')):.2f} dB magnified as in a headset, static max "
+        f"error {r['static_max_error']}"
     )
     _print_notes(r)
     print(f"report:   {out / 'report.json'}  total {sum(r['timings_s'].values()):.0f} s")

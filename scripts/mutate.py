@@ -319,6 +319,14 @@ MUTATIONS = [
         (L,),
     ),
     Mutation(
+        "headset-resolution",
+        "engine/lift/evaluate.py",
+        "    px_per_deg = min(HEADSET_PX_PER_DEG, MAX_ZOOM * width / 360.0)\n",
+        "    px_per_deg = min(HEADSET_PX_PER_DEG, width / 360.0)\n",
+        "psnr_headset measured at the input's own resolution, not magnified as in a headset",
+        ("tests/engine/test_lift.py",),
+    ),
+    Mutation(
         "temporal-solve",
         "engine/lift/optimize.py",
         "    return (target + lam * previous) / (1 + lam)\n",

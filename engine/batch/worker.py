@@ -29,6 +29,7 @@ LOG = "job.log"
 FIGURES = (
     "psnr_native",
     "psnr_native_resolution",
+    "psnr_headset",
     "psnr_train",
     "gaussians_per_input_pixel",
     "gaussians_static",

@@ -129,6 +129,25 @@ def test_lift_renders_the_input_back_at_its_own_resolution():
     assert blurred.metrics["psnr_native"] < m["psnr_native"] - 4.0
     assert blurred.metrics["psnr_native"] < 33.0
     assert blurred.metrics["gaussians_per_input_pixel"] < 0.2
+    # magnified as in a headset (this tiny input at the 4x cap) the blur costs too
+    assert m["psnr_headset"] > 28.0 and "magnified 4.0x" in m["psnr_headset_resolution"]
+    assert blurred.metrics["psnr_headset"] < m["psnr_headset"] - 3.0
+
+
+def test_headset_views_are_at_the_headsets_angular_resolution():
+    """1832 px over 100 degrees: 40-degree views of 733 px; a 4096-wide panorama is seen
+    1.6x magnified, a 2048-wide one 3.2x; tiny inputs at most 4x."""
+    from engine.lift.evaluate import headset_views, native_views
+
+    for width in (2048, 4096):
+        views = headset_views(width)
+        assert len(views) == 8 and {(v.width, v.height, v.fov_deg) for v in views} == {
+            (733, 733, 40.0)
+        }
+    assert [(v.yaw_deg, v.pitch_deg) for v in headset_views(4096)] == [
+        (v.yaw_deg, v.pitch_deg) for v in native_views(4096, 8)
+    ]
+    assert headset_views(128)[0].width == round(40 * 4 * 128 / 360)
 
 
 def test_refinement_passes_improve_the_fit():
