@@ -51,10 +51,27 @@ def save_pipeline(folder: Path, parts: dict, index: dict) -> Path:
     return folder
 
 
+def _tiny_vae(**factors):
+    """A 3-block AutoencoderKL (latent scale 4, 4 channels)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(8, 16, 16),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        norm_num_groups=8,
+        layers_per_block=1,
+        **factors,
+    )
+
+
 def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
     """A StableDiffusionPipeline folder: 2-block UNet, 3-block VAE (latent scale 4), a
     2-layer CLIP text encoder, Euler scheduler."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tokenizer = clip_tokenizer(folder / "_vocab")
@@ -72,16 +89,7 @@ def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
             attention_head_dim=4,
             norm_num_groups=8,
         ),  # fmt: skip
-        "vae": AutoencoderKL(
-            block_out_channels=(8, 16, 16),
-            in_channels=3,
-            out_channels=3,
-            latent_channels=4,
-            down_block_types=("DownEncoderBlock2D",) * 3,
-            up_block_types=("UpDecoderBlock2D",) * 3,
-            norm_num_groups=8,
-            layers_per_block=1,
-        ),  # fmt: skip
+        "vae": _tiny_vae(),
         "text_encoder": CLIPTextModel(
             CLIPTextConfig(
                 vocab_size=len(tokenizer),
@@ -129,7 +137,7 @@ def build_tiny_sd3(folder: Path, t5: bool = True, dynamic_shift: bool = False,
     (latent scale 4, with a shift factor), two CLIP text encoders with projection, a 1-layer
     T5 encoder with a word-level tokenizer (``t5``; without it diffusers pads with zeros) and
     the flow-matching scheduler (with dynamic shifting if ``dynamic_shift``)."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
     from transformers import T5Config, T5EncoderModel
 
     tokenizer = clip_tokenizer(folder / "_vocab")
@@ -149,18 +157,7 @@ def build_tiny_sd3(folder: Path, t5: bool = True, dynamic_shift: bool = False,
             pooled_projection_dim=32,
             pos_embed_max_size=64,
         ),  # fmt: skip
-        "vae": AutoencoderKL(
-            block_out_channels=(8, 16, 16),
-            in_channels=3,
-            out_channels=3,
-            latent_channels=4,
-            down_block_types=("DownEncoderBlock2D",) * 3,
-            up_block_types=("UpDecoderBlock2D",) * 3,
-            norm_num_groups=8,
-            layers_per_block=1,
-            scaling_factor=1.5305,
-            shift_factor=0.0609,
-        ),  # fmt: skip
+        "vae": _tiny_vae(scaling_factor=1.5305, shift_factor=0.0609),  # SD3's own factors
         "text_encoder": _clip_with_projection(n, 16, 16),
         "text_encoder_2": _clip_with_projection(n, 16, 16),
         "tokenizer": tokenizer,

@@ -49,7 +49,15 @@ from .layers import LayerConfig, background_layer
 from .raster import has_gsplat, render_view
 from .refine import RefineConfig, Step, random_steps, refine
 from .regularizers import RegularizerConfig, Regularizers
-from .solve import SolveConfig, Subproblem, Weights, build_weights, dynamic_rois, training_views
+from .solve import (
+    SolveConfig,
+    Subproblem,
+    Weights,
+    build_weights,
+    dynamic_rois,
+    frame_training_views,
+    training_views,
+)
 
 
 @dataclass(frozen=True)
@@ -174,9 +182,11 @@ class Lifter:
             if on_static:
                 on_static(static, d0)
         if len(dynamic) < n_frames:
+            frame_views = frame_training_views(width, cfg.solve)
             self._fit_frames(
-                lay, static, dynamic, frames, depth, views, regs, progress.sub(*p_frames), on_frame
-            )
+                lay, static, dynamic, frames, depth, frame_views, regs, progress.sub(*p_frames),
+                on_frame,
+            )  # fmt: skip
         metrics: dict[str, float | str] = {}
         if cfg.evaluate:
             full_views = training_views(full_frames.shape[2], cfg.solve)[:6]

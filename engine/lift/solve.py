@@ -19,14 +19,24 @@ hold at those pixels only (measured: at 4096x2048, damping 1e-3 fits the trainin
 ``(A^T Omega A + mu I) c = A^T Omega y + mu c0`` are solved by conjugate gradients with a
 Jacobi preconditioner, all three channels at once, and the result is clamped to [0, 1].
 
-Training views are cube maps at the input's angular resolution: the first axis-aligned,
-the others turned by fixed rotations, so the fit sees each direction at several sub-pixel
-phases and holds between them. ``A`` is stored twice as CSR with int32 indices (pixel-major
-for ``A c``, Gaussian-major for ``A^T r``): 16 bytes per (pixel, Gaussian) pair.
+Training views are cube maps at ``resolution`` times the input's angular resolution: the
+first axis-aligned, the others turned by fixed rotations, so the fit sees each direction at
+several sub-pixel phases and holds between them. The renderer's low-pass (0.3 px^2 in
+screen pixels) makes a splat scene's look depend on the scale it is seen at, so the scale
+fitted is the scale that looks best: the presets fit at 1.25x, between the input's own and a
+headset's (which magnifies a 4096-wide panorama 1.6x, a 2048-wide one 3.2x). Measured at
+4096x2048 (one frame, no refinement): 1.0x -> 30.5 dB at the input's resolution and 31.4 dB
+magnified 1.6x; 1.25x -> 30.5 dB and 32.7 dB; 1.5x (finest cells) -> 28.8 dB and 33.1 dB
+(``benchmarks/bench_scale.py``). The later frames of the dynamic set may use another
+resolution (``frame_resolution``): they are most of the cost of an animated scene.
+
+``A`` is stored twice as CSR with int32 indices (pixel-major for ``A c``, Gaussian-major
+for ``A^T r``): 16 bytes per (pixel, Gaussian) pair.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -51,6 +61,7 @@ SET_ROTATIONS = ((0.0, 0.0, 0.0), (37.0, 21.0, 29.0), (-61.0, -13.0, 47.0), (17.
 class SolveConfig:
     view_sets: int = 2  # cube maps of training views (1..4)
     resolution: float = 1.0  # training view resolution relative to the input's angular one
+    frame_resolution: float | None = None  # the same for the later frames (None: resolution)
     iters: int = 40  # conjugate-gradient iterations at most
     tol: float = 1e-3  # stop once the residual norm falls below tol * the initial one
     damping: float = 0.03  # mu as a fraction of the mean diagonal of A^T Omega A
@@ -71,6 +82,13 @@ def training_views(width: int, cfg: SolveConfig = SolveConfig()) -> list[View]:
             r = rot @ View(yaw, pitch).rotation()
             views.append(_view_from_rotation(r, size))
     return views
+
+
+def frame_training_views(width: int, cfg: SolveConfig = SolveConfig()) -> list[View]:
+    """The training views of the dynamic set's later frames (``cfg.frame_resolution``)."""
+    if cfg.frame_resolution is None:
+        return training_views(width, cfg)
+    return training_views(width, dataclasses.replace(cfg, resolution=cfg.frame_resolution))
 
 
 def _view_from_rotation(r: np.ndarray, size: int) -> View:

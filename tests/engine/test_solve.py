@@ -13,7 +13,14 @@ from engine.lift.cells import CellConfig, build_cells
 from engine.lift.init import cell_values, init_gaussians
 from engine.lift.optimize import colours_of, with_colours
 from engine.lift.raster import pixel_weights, render_view, view_camera
-from engine.lift.solve import Csr, SolveConfig, build_weights, solve_colours, training_views
+from engine.lift.solve import (
+    Csr,
+    SolveConfig,
+    build_weights,
+    frame_training_views,
+    solve_colours,
+    training_views,
+)
 from engine.sphere import equirect_dirs, project_to_view
 from tests.conftest import textured_equirect
 
@@ -131,6 +138,17 @@ def test_training_views_cover_the_sphere_once_per_set():
     fwd0 = np.stack([x.forward() for x in v[:6]])
     fwd1 = np.stack([x.forward() for x in v[6:]])
     assert float((fwd0 @ fwd1.T).max()) < 0.95
+
+
+def test_training_view_resolution_and_the_later_frames_own():
+    """``resolution`` scales the cube faces (90 degrees at the input's angular resolution at
+    their centre: W / (2 pi) px per unit focal); later frames use ``frame_resolution``."""
+    base = round(2 * 4096 / (2 * math.pi))
+    fine = SolveConfig(view_sets=1, resolution=1.25, frame_resolution=1.0)
+    assert {v.width for v in training_views(4096, fine)} == {round(base * 1.25)}
+    assert {v.width for v in frame_training_views(4096, fine)} == {base}
+    same = SolveConfig(view_sets=1, resolution=1.25)
+    assert frame_training_views(4096, same) == training_views(4096, same)
 
 
 def test_damping_keeps_unseen_gaussians_at_their_initial_colour():
