@@ -44,15 +44,23 @@ def load(path, cfg, device: torch.device) -> SD3Model:
     if type(pipe.scheduler).__name__ != "FlowMatchEulerDiscreteScheduler":
         name = type(pipe.scheduler).__name__
         raise InputError(f"{path}: SD3 needs FlowMatchEulerDiscreteScheduler, it has {name}")
+    largest = max_view_px(pipe)
+    if cfg.view_size > largest:
+        raise InputError(
+            f"--text-model's transformer takes views of at most {largest} px "
+            f"(its position embedding), asked for {cfg.view_size}"
+        )
     model = SD3Model(pipe, dtype, device, cfg.prompt, cfg.negative_prompt, cfg.guidance)
     if no_t5:
         model.notes.append("no T5 text encoder in the folder: the prompt is read by CLIP only")
-    if cfg.view_size > model.max_view_px:
-        raise InputError(
-            f"--text-model's transformer takes views of at most {model.max_view_px} px "
-            f"(its position embedding), asked for {cfg.view_size}"
-        )
     return model
+
+
+def max_view_px(pipe) -> int:
+    """The largest view (pixels) the transformer's position embedding covers."""
+    tc = pipe.transformer.config
+    scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    return int(tc.pos_embed_max_size or tc.sample_size) * int(tc.patch_size) * scale
 
 
 class SD3Model(TextImageModel):
@@ -62,11 +70,8 @@ class SD3Model(TextImageModel):
                  negative_prompt: str = "", guidance: float = 7.0,
                  tile_px: int = 512) -> None:  # fmt: skip
         self.transformer = pipe.transformer
-        tc = self.transformer.config
-        self.patch = int(tc.patch_size)
+        self.patch = int(self.transformer.config.patch_size)
         self._setup(pipe, dtype, device, guidance, tile_px, self.patch, 0, [])
-        self.max_view_px = int(tc.pos_embed_max_size or tc.sample_size) * self.patch
-        self.max_view_px *= self.latent_scale
         with torch.no_grad():
             pos, neg, pooled, neg_pooled = pipe.encode_prompt(
                 prompt, None, None, device=device, do_classifier_free_guidance=guidance > 1.0,
