@@ -91,7 +91,11 @@ def main() -> None:
         w, h = (int(v) for v in text.split("x"))
         modes = ("equirect", "independent", "sphere") if w <= 1024 else ("sphere",)
         for mode in modes:
-            r = run(model, (h, w), mode, a.steps, a.view_size, a.device)
+            try:
+                r = run(model, (h, w), mode, a.steps, a.view_size, a.device)
+            except ValueError as e:  # e.g. larger than a DiT's position embedding
+                print(f"| {w}×{h} | {mode} | — | {e} |", flush=True)
+                continue
             row = (
                 f"| {w}×{h} | {mode} | {r['views']} | {r['consistency']:.4f} | "
                 f"{r['seam_latent']:.2f} / {r['seam_rgb']:.2f} | {r['step_s']:.2f} | "
