@@ -225,6 +225,7 @@ def test_generate_end_to_end(files, tmp_path, capsys):
     assert report["psnr_train"] > 15 and report["psnr_native"] > 15
     assert report["gaussians_per_input_pixel"] > 0
     assert "deg/px" in report["psnr_native_resolution"]
+    assert report["psnr_headset"] > 15 and "magnified" in report["psnr_headset_resolution"]
     assert report["seam_discontinuity"] < 1.5
     for key in (
         "loop_discontinuity",
