@@ -352,8 +352,7 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
         "--text-model",
         metavar="PATH_OR_ID",
         help="text-to-image weights (a Stable Diffusion or SD3 pipeline folder, or a cached hub "
-        "id): "
-        "make the panorama from --prompt, fused on the sphere",
+        "id): make the panorama from --prompt, fused on the sphere",
     )
     g.add_argument("--size", metavar="WxH", help="--text-model panorama size (default 2048x1024)")
     g.add_argument("--seed", type=int, help="--text-model seed")

@@ -130,7 +130,8 @@ def evaluate(
         progress.update((len(views) + len(headset) + i + 1) / n_steps, "measuring: training views")
     size, train_size = views[0].width, train_views[0].width if train_views else 0
     px_deg = 360.0 / width
-    zoom = headset[0].width / HEADSET_FOV * 360.0 / width
+    hs_size = headset[0].width
+    hs_px_deg = hs_size / HEADSET_FOV
     return {
         "psnr_native": psnr_over(native),
         "psnr_native_resolution": (
@@ -139,9 +140,9 @@ def evaluate(
         ),
         "psnr_headset": psnr_over(magnified),
         "psnr_headset_resolution": (
-            f"{len(headset)} views of {HEADSET_FOV:.0f} deg at {headset[0].width}x"
-            f"{headset[0].width} px from the centre ({headset[0].width / HEADSET_FOV:.1f} px/deg, "
-            f"the input magnified {zoom:.1f}x), static pixels, against the input's crops"
+            f"{len(headset)} views of {HEADSET_FOV:.0f} deg at {hs_size}x{hs_size} px from the "
+            f"centre ({hs_px_deg:.1f} px/deg, the input magnified {hs_px_deg * px_deg:.1f}x), "
+            "static pixels, against the input's crops"
         ),
         "psnr_train": psnr_over(train),
         "psnr_train_resolution": (

@@ -37,14 +37,16 @@ def load_pipeline(cls, path: Path, device: torch.device, lora: str | None = None
     return pipe, dtype
 
 
+def latent_scale(vae) -> int:
+    """Panorama pixels per latent pixel of an AutoencoderKL."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
 class TextImageModel:
     """Text-to-image on the sphere: every view sees the same prompt; one frame.
 
-    Subclasses set ``self.net`` (the denoising network, for the size rules), call
-    :meth:`_setup` and implement ``denoise``.
+    Subclasses call :meth:`_setup` and implement ``denoise``.
     """
-
-    shift: float = 0.0  # the VAE's latent shift (SD3, FLUX); scaled = (raw - shift) * scaling
 
     def _setup(self, pipe, dtype: torch.dtype, device: torch.device, guidance: float, tile_px: int,
                patch: int, net_levels: int, notes: list[str]) -> None:  # fmt: skip
@@ -53,8 +55,9 @@ class TextImageModel:
         self.pipe, self.dtype, self.device = pipe, dtype, device
         self.vae, self.scheduler = pipe.vae, pipe.scheduler
         self.latent_channels = int(self.vae.config.latent_channels)
-        self.latent_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.latent_scale = latent_scale(self.vae)
         self.size_multiple = self.latent_scale * patch * 2**net_levels
+        # scaled latents = (raw - shift) * scaling; the shift is SD3's and FLUX's, else 0
         self.scaling = float(self.vae.config.scaling_factor)
         self.shift = float(self.vae.config.get("shift_factor") or 0.0)
         self.guidance, self.tile_px = guidance, tile_px

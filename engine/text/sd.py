@@ -20,8 +20,6 @@ from torch import Tensor
 from ..animate.schedulers.euler import k_diffusion_x0
 from .base import TextImageModel, load_pipeline
 
-PIPELINE = "StableDiffusionPipeline"
-
 
 def load(path, cfg, device: torch.device) -> SDModel:
     """The model of ``cfg`` (a TextPanoConfig) from a StableDiffusionPipeline folder."""

@@ -27,9 +27,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from .base import TextImageModel, load_pipeline
-
-PIPELINE = "StableDiffusion3Pipeline"
+from .base import TextImageModel, latent_scale, load_pipeline
 
 
 def load(path, cfg, device: torch.device) -> SD3Model:
@@ -59,8 +57,9 @@ def load(path, cfg, device: torch.device) -> SD3Model:
 def max_view_px(pipe) -> int:
     """The largest view (pixels) the transformer's position embedding covers."""
     tc = pipe.transformer.config
-    scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-    return int(tc.pos_embed_max_size or tc.sample_size) * int(tc.patch_size) * scale
+    return (
+        int(tc.pos_embed_max_size or tc.sample_size) * int(tc.patch_size) * latent_scale(pipe.vae)
+    )
 
 
 class SD3Model(TextImageModel):
