@@ -12,8 +12,9 @@ The model family comes from the folder's ``model_index.json``; one file per fami
 - :mod:`.sd3` - Stable Diffusion 3 / 3.5 (``StableDiffusion3Pipeline``, a flow-matching DiT)
 
 What they share (loading, the seam-wrapped VAE tiles, guidance) is :mod:`.base`. Another
-family (FLUX, Sana, ...) is one more file with a ``load(path, cfg, device)`` that returns a
-:class:`.base.TextImageModel` subclass, and a line in ``FAMILIES``.
+family (FLUX, Sana, ...) is one more file with the component folders it needs
+(``COMPONENTS``, checked before anything loads) and a ``load(path, cfg, device)`` that
+returns a :class:`.base.TextImageModel` subclass, and a line in ``FAMILIES``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def probe(spec: str) -> hub.ModelProbe:
         known = ", ".join(FAMILIES)
         what = name or "no pipeline"
         return hub.ModelProbe(spec, None, f"{found.path} is {what}, not a text-to-image {known}")
+    needed = importlib.import_module(f"{__name__}.{FAMILIES[name]}").COMPONENTS
+    missing = [c for c in needed if not (found.path / c).is_dir()]
+    if missing:
+        return hub.ModelProbe(
+            spec, None, f"{found.path} lacks {', '.join(c + '/' for c in missing)}"
+        )
     return found
 
 

@@ -20,6 +20,8 @@ from torch import Tensor
 from ..animate.schedulers.euler import k_diffusion_x0
 from .base import TextImageModel, load_pipeline
 
+COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
 
 def load(path, cfg, device: torch.device) -> SDModel:
     """The model of ``cfg`` (a TextPanoConfig) from a StableDiffusionPipeline folder."""

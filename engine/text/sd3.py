@@ -29,6 +29,10 @@ from torch import Tensor
 from ..errors import InputError
 from .base import TextImageModel, latent_scale, load_pipeline
 
+# T5 (text_encoder_3/, tokenizer_3/) is optional: the folder loads without it
+COMPONENTS = ("transformer", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2",
+              "scheduler")  # fmt: skip
+
 
 def load(path, cfg, device: torch.device) -> SD3Model:
     """The model of ``cfg`` (a TextPanoConfig) from a StableDiffusion3Pipeline folder."""

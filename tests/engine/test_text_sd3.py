@@ -95,10 +95,15 @@ def test_sphere_panorama_views_agree_and_two_passes_run(tiny):
 
 def test_refusals_name_the_problem(tiny, tmp_path):
     assert probe(str(tiny["t5"])).available
-    with pytest.raises(InputError, match="at most 512 px.*asked for 1024"):
-        load_model(TextPanoConfig(model=str(tiny["t5"]), prompt="lake", view_size=1024), CPU)
     import shutil
 
+    partial = shutil.copytree(tiny["clip"], tmp_path / "partial")
+    shutil.rmtree(partial / "transformer")
+    assert "lacks transformer/" in probe(str(partial)).reason
+    with pytest.raises(InputError, match="no text-to-image model weights.*lacks transformer/"):
+        load_model(TextPanoConfig(model=str(partial), prompt="lake", view_size=128), CPU)
+    with pytest.raises(InputError, match="at most 512 px.*asked for 1024"):
+        load_model(TextPanoConfig(model=str(tiny["t5"]), prompt="lake", view_size=1024), CPU)
     bad = shutil.copytree(tiny["clip"], tmp_path / "euler")
     sched = bad / "scheduler" / "scheduler_config.json"
     conf = json.loads(sched.read_text())
