@@ -3,7 +3,10 @@ unless marked ``gpu``."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The app's settings (recent files, last folders) and data (runs) go to a private place for
 # the whole test session, so the suite never writes the user's own: Qt reads these XDG
 # variables (on Linux) in this process and in every app process a test starts.
-_PRIVATE_HOME = Path(__import__("tempfile").mkdtemp(prefix="pano4d-test-home-"))
+_PRIVATE_HOME = Path(tempfile.mkdtemp(prefix="pano4d-test-home-"))
+atexit.register(shutil.rmtree, _PRIVATE_HOME, ignore_errors=True)
 for _name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
     os.environ[_name] = str(_PRIVATE_HOME / _name.lower())
 
