@@ -327,6 +327,22 @@ MUTATIONS = [
         ("tests/engine/test_lift.py",),
     ),
     Mutation(
+        "held-solve",
+        "engine/lift/solve.py",
+        "        if keep is not None:\n            r *= keep\n",
+        "",
+        "held colours drift in the colour solve (their residual feeds the search directions)",
+        ("tests/engine/test_solve.py",),
+    ),
+    Mutation(
+        "layer-hold-refine",
+        "engine/lift/optimize.py",
+        "        free = None if held is None else ~held\n",
+        "        free = None\n",
+        "the refinement fits the background layer from the centre (coloured fringes off it)",
+        ("tests/engine/test_layers.py",),
+    ),
+    Mutation(
         "temporal-solve",
         "engine/lift/optimize.py",
         "    return (target + lam * previous) / (1 + lam)\n",

@@ -116,6 +116,11 @@ class _Layout:
     dynamic: Tensor  # [N] bool
     depth0: Tensor  # [N] frame-0 depth of every cell (float64)
 
+    @property
+    def layer(self) -> Tensor:
+        """[N] bool: the background layer's Gaussians (:mod:`.layers`)."""
+        return (self.cells.level < 0).to(self.dynamic.device)
+
 
 class Lifter:
     """Builds and fits the Scene4D Gaussians (see the module docstring)."""
@@ -200,7 +205,7 @@ class Lifter:
             gaussians_static=len(static),
             gaussians_dynamic_per_frame=len(dynamic[0]),
             gaussians_per_input_pixel=round(n / (full_frames.shape[1] * full_frames.shape[2]), 4),
-            gaussians_background_layer=int((lay.cells.level < 0).sum()),
+            gaussians_background_layer=int(lay.layer.sum()),
             lift_device=str(self.device),
         )
         progress.update(1.0, "lifted")
@@ -216,7 +221,10 @@ class Lifter:
         g = lay.gaussians
         weights = build_weights(g, views, cfg.solve, progress.sub(0.0, 0.3))
         targets = weights.targets(frame0)
-        colours = weights.solve(targets, colours_of(g), cfg.solve, progress.sub(0.3, 0.45))
+        held = lay.layer if cfg.layers.hold else None
+        colours = weights.solve(
+            targets, colours_of(g), cfg.solve, progress.sub(0.3, 0.45), held=held
+        )
         g = with_colours(g, colours)
         steps = [
             Step(v, roi, _target(targets, rows, v, roi))
@@ -229,7 +237,17 @@ class Lifter:
             return steps + random_steps(frame0, width, n, cfg.seed + p, self.device)
 
         todo = pass_steps if cfg.refine.random_views else steps
-        g = refine(g, todo, cfg.refine.passes, cfg.refine, regs, 0, progress=progress.sub(0.45, 1))
+        free = None if held is None else ~held
+        g = refine(
+            g,
+            todo,
+            cfg.refine.passes,
+            cfg.refine,
+            regs,
+            0,
+            free=free,
+            progress=progress.sub(0.45, 1),
+        )
         return subset(g, ~lay.dynamic), subset(g, lay.dynamic)
 
     # -- later frames --------------------------------------------------------------------

@@ -18,6 +18,8 @@ hold at those pixels only (measured: at 4096x2048, damping 1e-3 fits the trainin
 38.6 dB but renders other views 0.7 dB worse than damping 0.03). The normal equations
 ``(A^T Omega A + mu I) c = A^T Omega y + mu c0`` are solved by conjugate gradients with a
 Jacobi preconditioner, all three channels at once, and the result is clamped to [0, 1].
+Gaussians may be held at their initial colour (the background layers behind depth edges,
+:mod:`.layers`): the solve then fits the others with the held ones' contribution fixed.
 
 Training views are cube maps at ``resolution`` times the input's angular resolution: the
 first axis-aligned, the others turned by fixed rotations, so the fit sees each direction at
@@ -234,10 +236,16 @@ class Problem:
         return out if self.fixed is None else out + self.fixed
 
     def solve(
-        self, y: Tensor, init: Tensor, cfg: SolveConfig, progress: Progress | None = None
+        self,
+        y: Tensor,
+        init: Tensor,
+        cfg: SolveConfig,
+        progress: Progress | None = None,
+        held: Tensor | None = None,
     ) -> Tensor:
-        """The colours [N, 3] that best render ``y`` [P, 3] (module docstring)."""
-        return solve_colours(self.normal, self.rhs(y), init, self.diag(), cfg, progress)
+        """The colours [N, 3] that best render ``y`` [P, 3] (module docstring), the
+        ``held`` Gaussians [N] bool keeping ``init``."""
+        return solve_colours(self.normal, self.rhs(y), init, self.diag(), cfg, progress, held)
 
 
 @dataclass
@@ -356,9 +364,14 @@ def solve_colours(
     diag: Tensor,
     cfg: SolveConfig,
     progress: Progress | None = None,
+    held: Tensor | None = None,
 ) -> Tensor:
     """Preconditioned conjugate gradients for ``(M + mu I) c = rhs + mu c0`` with ``M c =
     normal(c)`` symmetric positive semi-definite, ``mu = damping * mean(diag)``.
+
+    The ``held`` entries [N] bool keep ``init``: CG runs on the other entries' equations
+    with the held colours' contribution on the right-hand side (their residual is zeroed,
+    so the search directions never touch them).
 
     rhs, init: Tensor  # [N, 3]; diag: Tensor  # [N] diagonal of M. Returns [N, 3] in [0, 1].
     """
@@ -367,9 +380,12 @@ def solve_colours(
         return init.clone()
     mu = cfg.damping * float(diag.mean().clamp_min(1e-12))
     precond = 1.0 / (diag + mu)[:, None]
+    keep = None if held is None else (~held.to(init.device))[:, None].to(init.dtype)
     b = rhs + mu * init
     x = init.clone()
     r = b - (normal(x) + mu * x)
+    if keep is not None:
+        precond, r = precond * keep, r * keep
     z = precond * r
     p = z.clone()
     rz = (r * z).sum(0)
@@ -380,6 +396,8 @@ def solve_colours(
         alpha = rz / (p * ap).sum(0).clamp_min(1e-30)
         x += alpha * p
         r -= alpha * ap
+        if keep is not None:
+            r *= keep
         res = float(r.norm()) / r0
         progress.update((it + 1) / cfg.iters, f"colour solve: residual {res:.1e}")
         if res < cfg.tol:

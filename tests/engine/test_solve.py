@@ -102,6 +102,32 @@ def test_conjugate_gradients_match_a_dense_least_squares_solve():
     assert torch.allclose(got, want.clamp(0, 1), atol=1e-4)
 
 
+def test_held_colours_stay_and_the_rest_solve_the_reduced_system():
+    """Reference: the dense solve of the free entries' equations with the held colours
+    moved to the right-hand side, (M_ff + mu I) c_f = b_f + mu c0_f - M_fh c0_h."""
+    rng = torch.Generator().manual_seed(7)
+    a = torch.rand(60, 20, generator=rng) * (torch.rand(60, 20, generator=rng) < 0.4)
+    omega = torch.rand(60, generator=rng) + 0.5
+    y, c0 = torch.rand(60, 3, generator=rng), torch.rand(20, 3, generator=rng)
+    held = torch.zeros(20, dtype=torch.bool)
+    held[[1, 4, 5, 11, 19]] = True
+    cfg = SolveConfig(iters=200, tol=1e-10, damping=1e-2)
+    m = a.T @ (omega[:, None] * a)
+    diag = torch.diagonal(m)
+    mu = cfg.damping * float(diag.mean())
+    b = a.T @ (omega[:, None] * y)
+    f = ~held
+    want = torch.linalg.solve(
+        m[f][:, f] + mu * torch.eye(int(f.sum())), b[f] + mu * c0[f] - m[f][:, held] @ c0[held]
+    )
+    got = solve_colours(lambda c: m @ c, b, c0, diag, cfg, held=held)
+    assert torch.equal(got[held], c0[held])
+    assert torch.allclose(got[f], want.clamp(0, 1), atol=1e-4)
+    # and holding changes the others' solution (the held colours are not the free optimum)
+    free_all = solve_colours(lambda c: m @ c, b, c0, diag, cfg)
+    assert float((free_all[f] - got[f]).abs().max()) > 1e-2
+
+
 def test_the_solve_recovers_colours_a_render_was_made_with():
     _, _, g = _scene(h=24, density=1.0, seed=4)
     truth = torch.rand(len(g), 3, generator=torch.Generator().manual_seed(5))
