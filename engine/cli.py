@@ -8,6 +8,7 @@ unexpected internal error prints one line and the path of a log with the traceba
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import Cancelled, InputError, Pano4DError
-from .fsutil import tree_size
+from .fsutil import check_writable, tree_size
 from .progress import CancelToken, StageEstimate, clock, estimate_remaining
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +106,7 @@ def _generate(args: argparse.Namespace, inputs, cfg) -> int:
     note = None
     if args.device == "cpu" or not has_gsplat():
         note = "note: lifting runs on the CPU with the pure-torch rasteriser (no CUDA/gsplat)"
+    check_writable(args.out, inside=True)
     cancel = CancelToken()
     estimate = StageEstimate(pipeline.stage_spans(cfg.text is not None))
     bar = TerminalProgress(note=note, estimate=estimate)
@@ -130,7 +132,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .pipeline import OPTIONS, prepare
 
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) not in (None, [])}
+    _refuse_unused(args)
     return _generate(args, *prepare(options))
+
+
+def _refuse_unused(args: argparse.Namespace) -> None:
+    """Options that would do nothing with the others given are refused, not ignored."""
+    motion = [f"--{k}" for k in ("direction", "speed", "motion") if getattr(args, k) is not None]
+    if motion and not args.mask:
+        raise InputError(
+            f"{motion[0]} sets how the --mask region moves; a regions file or --region says "
+            "how each of its regions moves"
+        )
+    text = [f"--{k}" for k in ("size", "seed") if getattr(args, k) is not None]
+    if text and not args.text_model:
+        raise InputError(f"{text[0]} sets the panorama --text-model makes; give --text-model too")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -157,6 +173,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.max_parallel is not None and args.max_parallel < 1:
         raise InputError(f"--max-parallel must be at least 1, got {args.max_parallel}")
     jobs = load_jobs(Path(args.jobs))  # every entry checked before any job starts
+    check_writable(args.out, inside=True)
     cfg = BatchConfig(cluster=args.cluster, max_parallel=args.max_parallel, resume=args.resume)
     cancel = CancelToken()
     screen = BatchTerminal()
@@ -237,18 +254,25 @@ def _format_name(p: Path) -> str:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .scene import open_scene
-    from .splats import write_splats
+    from .splats import format_for, write_splats
 
+    fmt = args.format or format_for(args.out)
+    if fmt is None:
+        raise InputError(
+            f"--out {args.out}: cannot tell the format from its suffix; give --format (or end "
+            "it with .ply, .compressed.ply, .spz, .splat, .glb, or no suffix for PLY frames)"
+        )
+    check_writable(args.out)
     scene = open_scene(scene_folder(args.scene), axes=args.axes)
     out = Path(args.out)
     bar = TerminalProgress()
     try:
-        paths = write_splats(scene, out, args.format, axes=args.out_axes, frame=args.frame,
+        paths = write_splats(scene, out, fmt, axes=args.out_axes, frame=args.frame,
                              progress=bar)  # fmt: skip
     finally:
         bar.close()
     total = sum(tree_size(p) for p in paths)
-    frames = scene.n_frames if len(paths) > 1 or args.format == "native" else 1
+    frames = scene.n_frames if len(paths) > 1 or fmt == "native" else 1
     print(f"wrote {len(paths)} file(s) to {out}: {total / 1e6:.1f} MB, "
           f"{total / max(1, frames) / 1e6:.2f} MB per frame")  # fmt: skip
     return 0
@@ -295,6 +319,17 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
     if not v > 0 or v != v:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return v
+
+
+def frame_rate(text: str) -> float:
+    """A frame rate the video encoders take (engine.video.FPS_RANGE)."""
+    from .video import FPS_RANGE, fps_ok
+
+    v = positive_float(text)
+    if not fps_ok(v):
+        lo, hi = FPS_RANGE
+        raise argparse.ArgumentTypeError(f"frame rate must be within {lo:g}..{hi:g}, got {text}")
     return v
 
 
@@ -359,11 +394,10 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
     g.add_argument(
         "--direction",
         type=float,
-        default=0.0,
-        help="--mask motion direction in degrees (0 = right, 90 = up)",
+        help="--mask motion direction in degrees (0 = right, 90 = up; default 0)",
     )
     g.add_argument(
-        "--speed", type=float, default=2.0, help="--mask motion speed in degrees per second"
+        "--speed", type=float, help="--mask motion speed in degrees per second (default 2)"
     )
     g.add_argument(
         "--depth",
@@ -385,9 +419,8 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--motion",
-        default="flow",
         choices=["flow", "sway"],
-        help="--mask motion: flow drifts (clouds, water), sway oscillates (foliage)",
+        help="--mask motion: flow drifts (clouds, water; the default), sway oscillates (foliage)",
     )
     g.add_argument("--frames", type=int, help="number of frames of the loop (default: preset)")
     g.add_argument(
@@ -421,10 +454,10 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
     e.add_argument("scene", help="a scene folder, generate output, splat file or PLY sequence")
     e.add_argument(
         "--format",
-        default="ply",
         choices=["ply", "sequence", "compressed-ply", "spz", "splat", "glb", "native"],
         help="sequence (or ply to a folder): frame_NNNN.ply for SuperSplat's flipbook; ply to "
-        "a .ply file, compressed-ply, spz, splat, glb: one frame (--frame); native: a scene folder",
+        "a .ply file, compressed-ply, spz, splat, glb: one frame (--frame); native: a scene "
+        "folder (default: what --out's suffix says, a folder of PLY frames without one)",
     )
     e.add_argument("--out", required=True)
     e.add_argument("--frame", type=int, default=0, help="the frame of the one-frame formats")
@@ -515,6 +548,11 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Callable] = ()) ->
     except MemoryError:
         print("error: out of memory; try --preset preview or a smaller panorama", file=sys.stderr)
         return 1
+    except OSError as e:
+        if path_error(e) is None:
+            return _internal_error(e)
+        print(f"error: {path_error(e)}", file=sys.stderr)
+        return 2
     except Exception as e:  # an internal bug: keep the traceback out of the user's way
         if _is_gpu_oom(e):
             print(
@@ -523,8 +561,30 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Callable] = ()) ->
                 file=sys.stderr,
             )
             return 1
-        fd, log = tempfile.mkstemp(prefix="pano4d-error-", suffix=".log")
-        with os.fdopen(fd, "w") as f:
-            traceback.print_exc(file=f)
-        print(f"internal error: {type(e).__name__}: {e} (details in {log})", file=sys.stderr)
-        return 1
+        return _internal_error(e)
+
+
+def _internal_error(e: BaseException) -> int:
+    """One line naming the error and a log holding its traceback (exit 1)."""
+    fd, log = tempfile.mkstemp(prefix="pano4d-error-", suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        traceback.print_exc(file=f)
+    print(f"internal error: {type(e).__name__}: {e} (details in {log})", file=sys.stderr)
+    return 1
+
+
+# what the file system says about a path the user gave (no permission, not a folder...)
+PATH_ERRNOS = {
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+    errno.EBUSY, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.ENOENT, errno.ELOOP,
+}  # fmt: skip
+DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def path_error(e: OSError) -> str | None:
+    """A one-line message for a file-system refusal on a named path, else None."""
+    if e.errno not in PATH_ERRNOS or e.filename is None:
+        return None
+    target = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 is not None else "")
+    hint = " (check the path's permissions)" if e.errno in DENIED else ""
+    return f"{target}: {e.strerror or os.strerror(e.errno)}{hint}"

@@ -176,6 +176,55 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     _remove(old)
 
 
+def first_gap(numbers: list[int]) -> int | None:
+    """The first of 0, 1, 2, ... missing from the sorted distinct frame numbers ``numbers``
+    (None: none is; cheap for any frame number)."""
+    return next((i for i, n in enumerate(numbers) if n != i), None)
+
+
+def check_replaceable(folder: str | os.PathLike[str], prefix: str, suffix: str) -> None:
+    """Raise :class:`InputError` if ``folder`` exists and holds anything but files named
+    ``{prefix}*{suffix}`` (an earlier output of the same kind, which may be replaced)."""
+    out = Path(folder)
+    if not out.is_dir():
+        return
+    other = [
+        p.name
+        for p in sorted(out.iterdir())
+        if not (p.is_file() and p.name.startswith(prefix) and p.name.endswith(suffix))
+    ]
+    if other:
+        raise InputError(f"{out}: holds other files ({other[0]}, ...); refusing to replace it")
+
+
+def check_writable(final_path: str | os.PathLike[str], *, inside: bool = False) -> None:
+    """Raise :class:`InputError` unless the writers above can create ``final_path``.
+
+    The folder that takes the new entry (``final_path`` itself when ``inside`` and it is a
+    folder, results then being written in it; else the nearest existing folder above it)
+    must accept a file; the current folder and those above it cannot be replaced. Called
+    before long work, so a bad output path fails at once. Nothing is left behind.
+    """
+    if not str(final_path).strip():
+        raise InputError("the output path is empty")
+    final = Path(final_path)
+    here = Path.cwd()
+    resolved = final.resolve()
+    if not inside and resolved in (here, *here.parents):
+        raise InputError(f"{final_path!s}: is the current folder (or above it); name a new one")
+    folder = resolved if inside and resolved.is_dir() else resolved.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{final_path!s}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".pano4d-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise InputError(f"{final_path!s}: cannot write in {folder} ({e.strerror})") from None
+
+
 def tree_size(path: str | os.PathLike[str]) -> int:
     """Total size in bytes of a file, or of all files under a folder."""
     p = Path(path)

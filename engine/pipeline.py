@@ -40,6 +40,8 @@ from .fsutil import atomic_file, atomic_write_bytes, atomic_write_json, fsync_fi
 from .gaussians import Gaussians
 from .hub import require
 from .io import (
+    MAX_SIZE,
+    MIN_SIZE,
     Panorama,
     Region,
     load_depth_frames,
@@ -175,8 +177,9 @@ def build_config(
     if text_model is not None:
         parts["text"] = _text_config(over, text_model, prompt, negative_prompt, size, seed, device)
     elif (prompt or negative_prompt) and animator != "wan":
+        given = "--prompt" if prompt else "--negative-prompt"
         raise InputError(
-            "--prompt needs --text-model (to make the panorama) or --animator wan (to animate it)"
+            f"{given} needs --text-model (to make the panorama) or --animator wan (to animate it)"
         )
     if animator == "wan":
         parts["animate"] = _wan_frames(parts["animate"], frames)
@@ -301,6 +304,9 @@ def _text_config(over, model, prompt, negative, size, seed, device) -> TextPanoC
         changes["seed"] = seed
     cfg = dataclasses.replace(cfg, **changes)
     cfg.check()
+    (h, w), (h0, w0), (h1, w1) = cfg.size, MIN_SIZE, MAX_SIZE
+    if not h0 <= h <= h1:  # what the loader takes as a panorama
+        raise InputError(f"--size {w}x{h}: a panorama is {w0}x{h0} to {w1}x{h1} pixels")
     require(model)  # before anything is written
     return cfg
 
@@ -332,9 +338,7 @@ def load_inputs(inputs: Inputs, n_frames: int, still_ok: bool = False) -> Loaded
     is a still scene, for panoramas made from text)."""
     pano = load_panorama(inputs.panorama)
     size = (pano.height, pano.width)
-    given = [inputs.mask is not None, inputs.regions is not None, bool(inputs.region_args)]
-    if sum(given) > 1:
-        raise InputError("give one of --mask, --regions or --region, not several")
+    _one_region_source(inputs)
     understood: dict[str, str] = {}
     if inputs.region_args:
         regions, understood = regions_from_text(pano, inputs.region_args, inputs.seg_model)
@@ -362,6 +366,25 @@ def load_inputs(inputs: Inputs, n_frames: int, still_ok: bool = False) -> Loaded
     if inputs.depth is not None:
         depth = load_depth_frames(inputs.depth, size, n_frames)  # [T, H, W], NaN = invalid
     return Loaded(pano, regions, depth, understood)
+
+
+def _one_region_source(inputs: Inputs) -> None:
+    given = [inputs.mask is not None, inputs.regions is not None, bool(inputs.region_args)]
+    if sum(given) > 1:
+        raise InputError("give one of --mask, --regions or --region, not several")
+
+
+def check_sized_inputs(inputs: Inputs, size: tuple[int, int], n_frames: int) -> None:
+    """What can be checked of the inputs against a panorama of ``size`` (H, W) before it
+    exists (one made from text): the mask, the region file's masks and the depth. Raises
+    InputError; reads only."""
+    _one_region_source(inputs)
+    if inputs.mask is not None:
+        load_mask(inputs.mask, size)
+    if inputs.regions is not None:  # regions found by mask_prompt: stand-ins until the panorama
+        load_regions(inputs.regions, size, lambda _prompt: np.ones(size, bool))
+    if inputs.depth is not None:
+        load_depth_frames(inputs.depth, size, n_frames)
 
 
 def _segmenter(pano: Panorama, seg_model: str | None):
@@ -411,7 +434,7 @@ def _fingerprint(inputs: Inputs, cfg: GenerateConfig) -> str:
             h.update(Path(p).read_bytes())
     if inputs.regions is not None:  # the region file names mask images: hash them too
         folder = Path(inputs.regions).parent
-        for entry in json.loads(Path(inputs.regions).read_text()).get("regions", []):
+        for entry in json.loads(Path(inputs.regions).read_text("utf-8-sig")).get("regions", []):
             mask = folder / str(entry.get("mask", ""))
             if mask.is_file():
                 h.update(mask.read_bytes())
@@ -526,6 +549,7 @@ def run(
     out = Path(out)
     notes: list[str] = []
     if cfg.text is not None:
+        check_sized_inputs(inputs, cfg.text.size, cfg.animate.frames)
         with _timed(timings, "text"):
             inputs = text_stage(inputs, cfg.text, out, resume, prog["text"], notes)
     with _timed(timings, "load"):

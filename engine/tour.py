@@ -68,7 +68,7 @@ def _number(path: Path, i: int, key: str, value, lo: float, hi: float) -> float:
 
 def _read_keyframes(path: Path) -> list[dict]:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise _fail(path, "camera path file not found") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:

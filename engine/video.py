@@ -48,10 +48,19 @@ from typing import BinaryIO
 import numpy as np
 
 from .errors import FormatError, InputError, Pano4DError
-from .fsutil import atomic_dir, atomic_file
+from .fsutil import atomic_dir, atomic_file, check_replaceable
 from .progress import Progress, ProgressCallback
 
 PathLike = str | os.PathLike[str]
+
+# the frame rates a scene or video may have: ffmpeg's encoders refuse rates far outside
+FPS_RANGE = (0.1, 240.0)
+
+
+def fps_ok(fps: float) -> bool:
+    """Is ``fps`` a frame rate the encoders take (:data:`FPS_RANGE`)?"""
+    return math.isfinite(fps) and FPS_RANGE[0] <= fps <= FPS_RANGE[1]
+
 
 SPHERICAL_UUID = bytes.fromhex("ffcc8263f8554a938814587a02521fdd")
 SPHERICAL_XML = (
@@ -192,8 +201,8 @@ def write_mp4(
     The parent folder is created if needed. Returns ``path``.
     """
     path = Path(path)
-    if not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a positive number, got {fps}")
+    if not fps_ok(fps):
+        raise ValueError(f"fps must be within {FPS_RANGE[0]:g}..{FPS_RANGE[1]:g}, got {fps}")
     if not (isinstance(crf, int) and 0 <= crf <= 51):
         raise ValueError(f"crf must be an integer in 0..51, got {crf!r}")
     rep = _reporter(progress, "video")
@@ -481,10 +490,7 @@ def write_png_frames(folder: PathLike, frames: Iterable[np.ndarray]) -> list[Pat
     import cv2
 
     out = Path(folder)
-    if out.is_dir():
-        other = [p.name for p in out.iterdir() if not _is_frame_png(p)]
-        if other:
-            raise InputError(f"{out}: holds other files ({other[0]}, ...); refusing to replace it")
+    check_replaceable(out, "frame_", ".png")
     names = []
     with atomic_dir(out) as tmp:
         for i, frame in enumerate(frames):
@@ -493,7 +499,3 @@ def write_png_frames(folder: PathLike, frames: Iterable[np.ndarray]) -> list[Pat
                 raise OSError(f"cannot write {tmp / f'frame_{i:04d}.png'}")
             names.append(f"frame_{i:04d}.png")
     return [out / n for n in names]
-
-
-def _is_frame_png(p: Path) -> bool:
-    return p.is_file() and p.name.startswith("frame_") and p.suffix == ".png"

@@ -329,8 +329,8 @@ MUTATIONS = [
     Mutation(
         "held-solve",
         "engine/lift/solve.py",
-        "        if keep is not None:\n            r *= keep\n",
-        "",
+        "        r -= alpha * ap\n        if keep is not None:\n            r *= keep\n",
+        "        r -= alpha * ap\n",
         "held colours drift in the colour solve (their residual feeds the search directions)",
         ("tests/engine/test_solve.py",),
     ),

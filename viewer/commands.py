@@ -21,10 +21,11 @@ from engine.cli import (
     TerminalProgress,
     cancel_on_sigint,
     fov_degrees,
+    frame_rate,
     parse_size,
-    positive_float,
 )
 from engine.errors import InputError
+from engine.fsutil import check_writable
 from engine.progress import CancelToken, Progress
 from engine.scene import Scene4D, open_scene
 from engine.tour import make_tour
@@ -73,6 +74,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise InputError(
             f"--out {args.out}: expected a .mp4 file or a folder (DIR/) for PNG frames"
         )
+    check_writable(out)
     scene = open_scene(args.scene, axes=args.axes)
     if args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
@@ -125,7 +127,7 @@ def register(sub) -> None:
     )
     r.add_argument("--size", type=parse_size, default=(288, 512), help="WxH, default 512x288")
     r.add_argument("--frames", type=int, default=48)
-    r.add_argument("--fps", type=positive_float, help="default: the scene's fps")
+    r.add_argument("--fps", type=frame_rate, help="default: the scene's fps")
     r.add_argument("--fov", type=fov_degrees, default=90.0, help="horizontal, degrees (1..170)")
     r.set_defaults(func=cmd_render)
 

@@ -79,7 +79,7 @@ def load_jobs(path: Path) -> list[Job]:
     """The validated jobs of job file ``path`` (InputError: which entry, and why)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text("utf-8-sig"))
     except OSError as e:
         raise InputError(f"cannot read the job file {path}: {e.strerror or e}") from None
     except ValueError as e:

@@ -103,7 +103,10 @@ class RayExecutor:
     ) -> None:
         ray = self.ray = _ray()
         if not ray.is_initialized():  # start a local cluster, or join ADDRESS / RAY_ADDRESS
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            except (ValueError, ConnectionError) as e:
+                raise InputError(f"--cluster ray:{address}: {first_line(e)}") from None
         self.out, self.shared = Path(out), shared
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / TOKEN).write_text(batch_id)

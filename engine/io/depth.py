@@ -10,6 +10,7 @@ from typing import NoReturn
 
 import numpy as np
 
+from ..fsutil import first_gap
 from .common import _DEPTH_FORMATS, _PATHLIKE, _fail, _read_head, _sniff
 from .masks import _aux_size_check, _check_size_arg, _read_aux, _resample
 
@@ -126,11 +127,11 @@ def _frame_files(folder: Path, n_frames: int) -> list[Path]:
         found[i] = f
     if not found:
         _fail(folder, "no frame_NNNN depth files in this folder (expected frame_0000.png, ...)")
-    missing = [i for i in range(max(found) + 1) if i not in found]
-    if missing:
+    missing = first_gap(sorted(found))
+    if missing is not None:
         _fail(
             folder,
-            f"per-frame depth has gaps: frame_{missing[0]:04d} is missing "
+            f"per-frame depth has gaps: frame_{missing:04d} is missing "
             "(frames run from frame_0000 with no gaps)",
         )
     if len(found) != n_frames:

@@ -385,7 +385,7 @@ def solve_colours(
     x = init.clone()
     r = b - (normal(x) + mu * x)
     if keep is not None:
-        precond, r = precond * keep, r * keep
+        r *= keep
     z = precond * r
     p = z.clone()
     rz = (r * z).sum(0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import FormatError
+from ..fsutil import atomic_dir, check_replaceable, first_gap
 from ..gaussians import Gaussians
 from ..progress import Progress, ProgressCallback
 from . import axes as _axes
@@ -39,6 +40,16 @@ UNSUPPORTED = {
     ".sog": "SOG (PlayCanvas)",
     ".ksplat": "KSPLAT (mkkellogg's GaussianSplats3D)",
 }
+
+
+def format_for(out: str | Path) -> str | None:
+    """The write format an output name implies: its splat suffix (``.compressed.ply`` before
+    ``.ply``), a folder of PLY frames when it has no suffix (or ends with a slash), else None."""
+    name = str(out).lower()
+    for fmt in ("compressed-ply", "ply", "spz", "splat", "glb"):
+        if name.endswith(SUFFIXES[fmt]):
+            return fmt
+    return "sequence" if name.endswith(("/", "\\")) or not Path(name).suffix else None
 
 
 def _scene_cls():
@@ -148,9 +159,9 @@ def _sequence(folder: Path) -> list[Path]:
     if not found:
         return []
     numbers = sorted(found)
-    if numbers != list(range(len(numbers))):
-        missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))[:5]
-        raise FormatError(f"{folder}: PLY sequence has gaps (missing frame(s) {missing})")
+    missing = first_gap(numbers)
+    if missing is not None:
+        raise FormatError(f"{folder}: PLY sequence has gaps (frame_{missing:04d}.ply is missing)")
     return [found[i] for i in numbers]
 
 
@@ -175,6 +186,12 @@ def write_splats(
         return [out]
     stored = NATIVE_Y.get(fmt) or _axes.check(axes or "y-down", allow_auto=False)
     if fmt in ("sequence", "ply") and not out.name.lower().endswith(".ply"):
+        implied = format_for(out.name)
+        if implied not in (None, "sequence") or out.suffix.lower() in UNSUPPORTED:
+            raise FormatError(
+                f"--out {out.name} names a {out.suffix} file, not a folder of PLY frames; "
+                f"give --format {implied or 'with a folder name'}"
+            )
         return _write_sequence(scene, out, stored, _reporter(progress, "export"))
     if not 0 <= frame < scene.n_frames:
         raise FormatError(f"--frame {frame} is outside the scene's frames 0..{scene.n_frames - 1}")
@@ -195,19 +212,21 @@ def write_splats(
 
 def _write_sequence(scene, out: Path, stored: str, rep) -> list[Path]:
     """frame_0000.ply, ... (static + that frame's dynamic set), fps and axes in the headers:
-    SuperSplat's flipbook import."""
+    SuperSplat's flipbook import. The folder is written whole; an existing one is replaced
+    only when it holds nothing but frame_*.ply files."""
     if out.exists() and not out.is_dir():
         raise FormatError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    check_replaceable(out, "frame_", ".ply")
     static = _axes.from_world(scene.static, stored)
-    paths = []
-    for t, dyn in enumerate(scene.dynamic):
-        if rep:
-            rep.update(t / scene.n_frames, f"PLY frame {t + 1}/{scene.n_frames}")
-        path = out / f"frame_{t:04d}.ply"
-        comments = [f"axes {stored}", f"fps {scene.fps:g}", f"frame {t}"]
-        write_sets(path, [static, _axes.from_world(dyn, stored)], comments)
-        paths.append(path)
+    names = []
+    with atomic_dir(out) as tmp:  # written whole: an earlier sequence is replaced, not mixed
+        for t, dyn in enumerate(scene.dynamic):
+            if rep:
+                rep.update(t / scene.n_frames, f"PLY frame {t + 1}/{scene.n_frames}")
+            names.append(f"frame_{t:04d}.ply")
+            comments = [f"axes {stored}", f"fps {scene.fps:g}", f"frame {t}"]
+            write_sets(tmp / names[-1], [static, _axes.from_world(dyn, stored)], comments)
+    paths = [out / n for n in names]
     if rep:
         rep.update(1.0, f"wrote {len(paths)} PLY files")
     return paths

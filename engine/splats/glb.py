@@ -120,8 +120,11 @@ def read_glb(path: Path) -> Gaussians:
         view = doc["bufferViews"][acc["bufferView"]]
         width = {"SCALAR": 1, "VEC3": 3, "VEC4": 4}[acc["type"]]
         start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
-        out = np.frombuffer(blob, "<f4", acc["count"] * width, start).reshape(acc["count"], width)
-        return out.copy()
+        try:
+            out = np.frombuffer(blob, "<f4", acc["count"] * width, start)
+        except ValueError:
+            raise FormatError(f"{path}: {name} runs past the end of the file") from None
+        return out.reshape(acc["count"], width).copy()
 
     missing = [k for k in ("POSITION", f"{EXT}:ROTATION", f"{EXT}:SCALE", f"{EXT}:OPACITY",
                            f"{EXT}:SH_DEGREE_0_COEF_0") if k not in attrs]  # fmt: skip

@@ -19,7 +19,7 @@ Native scene folder (format ``pano4d-scene``, version 2; version 1 is still read
 - ``conventions``: axes ``+Y up, -Z forward, +X right (OpenGL)``, quaternions ``wxyz``,
   scales ``log``, opacity ``logit``, colour ``0.5 + 0.28209479 * sh_dc``, depth ``distance
   along the ray`` (DESIGN.md section 2)
-- ``frame_count`` (>= 1), ``fps`` (> 0), ``sh_degree`` (0..3; K = (sh_degree + 1)^2)
+- ``frame_count`` (>= 1), ``fps`` (0.1..240), ``sh_degree`` (0..3; K = (sh_degree + 1)^2)
 - ``counts``: ``{"static": N_s, "dynamic": [N_0, N_1, ...]}`` (one count per frame)
 - ``bounds``: ``{"min": [x, y, z], "max": [x, y, z]}`` over every mean of every set
 - ``dtypes``: storage dtype per tensor name, ``"float32"`` or ``"float16"``
@@ -85,6 +85,7 @@ from .. import __version__
 from ..errors import FormatError, InputError
 from ..fsutil import atomic_dir, fsync_file, readable_by_all, to_json, tree_size
 from ..gaussians import Gaussians
+from ..video import FPS_RANGE, fps_ok
 
 FORMAT_NAME = "pano4d-scene"
 FORMAT_VERSION = 2  # written; versions 1 and 2 are read
@@ -331,7 +332,10 @@ def _check_manifest(path: Path, m: dict[str, Any]) -> None:
 
     t = m.get("frame_count")
     need(_is_int(t) and t >= 1, f"'frame_count' must be an integer >= 1, got {t!r}")
-    need(_is_number(m.get("fps")) and m["fps"] > 0, f"'fps' must be > 0, got {m.get('fps')!r}")
+    need(
+        _is_number(m.get("fps")) and fps_ok(m["fps"]),
+        f"'fps' must be within {FPS_RANGE[0]:g}..{FPS_RANGE[1]:g}, got {m.get('fps')!r}",
+    )
     d = m.get("sh_degree")
     need(_is_int(d) and 0 <= d <= 3, f"'sh_degree' must be 0..3, got {d!r}")
     counts, files, dtypes = m.get("counts"), m.get("files"), m.get("dtypes")

@@ -29,6 +29,7 @@ from .. import __version__
 from ..errors import FormatError
 from ..fsutil import atomic_file
 from ..gaussians import Gaussians
+from ..video import fps_ok
 
 CHUNK = 1 << 20  # rows converted at a time when writing
 LOGIT_MAX = math.log((1 - 1e-7) / 1e-7)  # ~16.1: where +/-inf opacity logits are clamped
@@ -200,7 +201,8 @@ def declared_fps(path: Path) -> float | None:
         parts = c.split()
         if len(parts) == 2 and parts[0] == "fps":
             try:
-                return float(parts[1])
+                fps = float(parts[1])
             except ValueError:
                 return None
+            return fps if fps_ok(fps) else None
     return None

@@ -79,13 +79,22 @@ def clipseg_predictor(spec: str, device: str = "cpu", batch: int = 4) -> Predict
             f"cannot load the segmentation model from {path}: {first}; {FALLBACK}"
         ) from e
 
+    max_tokens = model.config.text_config.max_position_embeddings
+
     @torch.no_grad()
     def predict(crops: np.ndarray, prompts: list[str]) -> Tensor:
         v, h, w = crops.shape[:3]
         out = torch.empty(v, len(prompts), h, w)
         for i in range(v):
             images = [crops[i]] * len(prompts)
-            inputs = processor(text=prompts, images=images, padding=True, return_tensors="pt")
+            inputs = processor(
+                text=prompts,
+                images=images,
+                padding=True,
+                truncation=True,  # a long name is cut to the text encoder's length
+                max_length=max_tokens,
+                return_tensors="pt",
+            )
             logits = model(**inputs.to(device)).logits.reshape(
                 len(prompts), 1, *inputs["pixel_values"].shape[-2:]
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -60,7 +61,21 @@ def files(tmp_path_factory):
     nan = depth.copy()
     nan[1] = np.nan
     np.save(d / "depth_nan.npy", nan)
-    for name, frames in (("depth_dir", (0, 1, 2)), ("depth_gaps", (0, 1, 3))):
+    (d / "regions_bom.json").write_bytes(
+        b"\xef\xbb\xbf"
+        + json.dumps(
+            {
+                "format": "pano4d-regions",
+                "version": 1,
+                "regions": [{"name": "a", "mask": "mask.png"}],
+            }
+        ).encode()
+    )
+    for name, frames in (
+        ("depth_dir", (0, 1, 2)),
+        ("depth_gaps", (0, 1, 3)),
+        ("depth_huge", (0, 1, 2, 99999999999)),
+    ):
         (d / name).mkdir()
         for t in frames:
             mm = np.round(depth[min(t, 2)] * 1000).astype(np.uint16)
@@ -167,8 +182,42 @@ BAD = {
             ("wrong size", "depth_square.npy"),
             ("a NaN-only frame", "depth_nan.npy"),
             ("a folder with gaps", "depth_gaps"),
+            ("a huge frame number", "depth_huge"),
         )
     },
+    "mask motion with a regions file": lambda d: [
+        "generate",
+        str(d / "pano.png"),
+        "--regions",
+        str(d / "regions_bom.json"),
+        "--direction",
+        "90",
+    ],
+    "text size without a text model": lambda d: [
+        "generate",
+        str(d / "pano.png"),
+        "--mask",
+        str(d / "mask.png"),
+        "--size",
+        "512x256",
+    ],
+    "out under a file": lambda d: [
+        "generate",
+        str(d / "pano.png"),
+        "--mask",
+        str(d / "mask.png"),
+        "--out",
+        str(d / "a_file" / "run"),
+    ],
+    "render into the current folder": lambda d: ["render", str(d / "folder"), "--out", "."],
+    "render at an absurd frame rate": lambda d: [
+        "render",
+        str(d / "folder"),
+        "--out",
+        str(d / "v.mp4"),
+        "--fps",
+        "1e308",
+    ],
     "out is a file": lambda d: [
         "generate",
         str(d / "pano.png"),
@@ -254,7 +303,8 @@ def test_generate_end_to_end(files, tmp_path, capsys):
     for name in ("x", "y", "z", "f_dc_0", "opacity", "scale_0", "rot_0"):
         assert np.isfinite(np.asarray(v[name])).all()
 
-    code, err = _run(["export", str(out), "--out", str(out / "report.json")], capsys)
+    report_json = str(out / "report.json")
+    code, err = _run(["export", str(out), "--format", "sequence", "--out", report_json], capsys)
     assert code == 2 and "not a folder" in err and len(err.strip().splitlines()) == 1
     assert report["seam_discontinuity_input"] > 0  # the input's own seam, for comparison
 
@@ -438,6 +488,59 @@ def test_gpu_out_of_memory_is_one_line_not_an_internal_error(capsys, monkeypatch
     code = cli.main(["boom"], plugins=[_plugin_raising(RuntimeError("a bug"))])
     err = capsys.readouterr().err
     assert code == 1 and "internal error: RuntimeError: a bug" in err
+
+
+def test_file_system_refusals_are_one_line_exit_2(capsys):
+    import errno
+
+    denied = PermissionError(errno.EACCES, "Permission denied", "/data/out/scene")
+    code = cli.main(["boom"], plugins=[_plugin_raising(denied)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["error: /data/out/scene: Permission denied (check the path's "
+                                 "permissions)"]  # fmt: skip
+    full = OSError(errno.ENOSPC, "No space left on device", "/data/out/a.ply")
+    assert cli.main(["boom"], plugins=[_plugin_raising(full)]) == 2
+    assert capsys.readouterr().err.strip() == "error: /data/out/a.ply: No space left on device"
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(files, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.geteuid() != 0:
+        locked.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("root here, and no chattr to make a folder unwritable")
+    try:
+        argv = ["generate", str(files / "pano.png"), "--mask", str(files / "mask.png"), *TINY]
+        code, err = _run([*argv, "--out", str(locked / "run")], capsys)
+        assert code == 2 and err.strip().splitlines() == [
+            f"error: {locked / 'run'}: cannot write in {locked} (Operation not permitted)"
+            if os.geteuid() == 0
+            else f"error: {locked / 'run'}: cannot write in {locked} (Permission denied)"
+        ]
+        code, err = _run(["export", str(files / "folder"), "--out", str(locked / "s")], capsys)
+        assert code == 2 and "cannot write in" in err
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(locked)], check=True)
+        locked.chmod(0o755)
+    assert list(locked.iterdir()) == []
+
+
+def test_an_unnamed_os_error_stays_an_internal_error(capsys, monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code = cli.main(["boom"], plugins=[_plugin_raising(OSError("socket closed"))])
+    assert code == 1 and "internal error: OSError" in capsys.readouterr().err
+
+
+def test_a_regions_file_with_a_byte_order_mark_runs(files):
+    inputs = pipeline.Inputs(files / "pano.png", regions=files / "regions_bom.json")
+    loaded = pipeline.load_inputs(inputs, 3)
+    assert [r.name for r in loaded.regions] == ["a"]
+    cfg = pipeline.build_config("preview", frames=3)
+    assert len(pipeline._fingerprint(inputs, cfg)) > 10
 
 
 def test_model_without_svd_animator_is_refused(files, tmp_path, capsys):

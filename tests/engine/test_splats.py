@@ -260,3 +260,89 @@ def test_cli_export_every_format_and_info_on_a_file(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and "outside the scene's frames" in err
+
+
+def _one_line_exit_2(argv, capsys) -> str:
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_export_takes_the_format_from_the_suffix_and_refuses_what_it_cannot_tell(tmp_path, capsys):
+    save_scene(_scene(), tmp_path / "s")
+    for out, kind in (("a.spz", "SPZ"), ("a.compressed.ply", "compressed PLY"), ("b.glb", "glTF")):
+        assert cli.main(["export", str(tmp_path / "s"), "--out", str(tmp_path / out)]) == 0
+        capsys.readouterr()
+        assert (tmp_path / out).is_file()
+        assert cli.main(["info", str(tmp_path / out)]) == 0
+        assert json.loads(capsys.readouterr().out)["format"].startswith(kind)
+    assert "cannot tell the format" in _one_line_exit_2(
+        ["export", str(tmp_path / "s"), "--out", str(tmp_path / "x.foo")], capsys
+    )
+    err = _one_line_exit_2(
+        ["export", str(tmp_path / "s"), "--format", "ply", "--out", str(tmp_path / "c.spz")], capsys
+    )
+    assert "--format spz" in err
+    assert not (tmp_path / "x.foo").exists() and not (tmp_path / "c.spz").exists()
+
+
+def test_a_sequence_export_replaces_an_earlier_one_whole_and_no_other_folder(tmp_path, capsys):
+    save_scene(_scene(frames=3), tmp_path / "s3")
+    save_scene(_scene(frames=2), tmp_path / "s2")
+    seq = tmp_path / "seq"
+    assert cli.main(["export", str(tmp_path / "s3"), "--out", str(seq)]) == 0
+    assert cli.main(["export", str(tmp_path / "s2"), "--out", str(seq)]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in seq.iterdir()) == ["frame_0000.ply", "frame_0001.ply"]
+    assert open_splats(seq).n_frames == 2
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert "holds other files" in _one_line_exit_2(
+        ["export", str(tmp_path / "s2"), "--out", str(mine)], capsys
+    )
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    # a failure part way leaves the earlier sequence as it was, and no temporary folder
+    import engine.splats as splats
+
+    calls = []
+
+    def failing(path, sets, comments):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", str(path))
+        return real(path, sets, comments)
+
+    real = splats.write_sets
+    splats.write_sets = failing
+    try:
+        code = cli.main(["export", str(tmp_path / "s3"), "--out", str(seq)])
+    finally:
+        splats.write_sets = real
+    err = capsys.readouterr().err  # progress lines, then the error
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: ") and "No space left" in err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert open_splats(seq).n_frames == 2
+
+
+def test_declared_fps_out_of_range_falls_back_and_a_truncated_glb_is_one_line(tmp_path, capsys):
+    scene = _scene(frames=1)
+    write_splats(scene, tmp_path / "a.ply", "ply")
+    text = (tmp_path / "a.ply").read_bytes().replace(b"comment fps 12", b"comment fps -5")
+    (tmp_path / "neg.ply").write_bytes(text)
+    assert open_splats(tmp_path / "neg.ply", fps=8.0).fps == 8.0
+    (tmp_path / "inf.ply").write_bytes(text.replace(b"comment fps -5", b"comment fps inf"))
+    assert open_splats(tmp_path / "inf.ply", fps=8.0).fps == 8.0
+    write_splats(scene, tmp_path / "a.glb", "glb")
+    data = (tmp_path / "a.glb").read_bytes()
+    (tmp_path / "cut.glb").write_bytes(data[: len(data) * 2 // 3])
+    _one_line_exit_2(["info", str(tmp_path / "cut.glb")], capsys)
+
+
+def test_a_sequence_with_a_huge_frame_number_is_a_gap_not_a_memory_blow_up(tmp_path):
+    write_splats(_scene(frames=1), tmp_path / "seq", "sequence")
+    (tmp_path / "seq" / "frame_99999999999.ply").write_bytes(b"")
+    with pytest.raises(FormatError, match=r"gaps \(frame_0001.ply is missing\)"):
+        open_splats(tmp_path / "seq")

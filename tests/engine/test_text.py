@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from engine.animate.denoiser import DenoiserConfig, PanoramicDenoiser
 from engine.errors import InputError
@@ -104,6 +105,9 @@ def test_cli_makes_the_panorama_from_text_and_goes_on(tiny, tmp_path, capsys):
     assert (out / "panorama.png").stat().st_mtime_ns == before
 
 
+SMALL = ["--size", "256x128", "--preset", "preview", "--frames", "2"]
+
+
 @pytest.mark.parametrize(
     "argv, words",
     [
@@ -116,12 +120,21 @@ def test_cli_makes_the_panorama_from_text_and_goes_on(tiny, tmp_path, capsys):
             ["--prompt", "lake", "--text-model", "TINY", "--region", "sky: drift"],
             "needs --seg-model",
         ),
+        # what the loader would refuse after the panorama is made is refused before
+        (["--prompt", "lake", "--text-model", "TINY", "--size", "128x64"], "256x128 to"),
+        (["--prompt", "lake", "--text-model", "TINY", *SMALL, "--mask", "SQUARE"], "aspect"),
+        (["--prompt", "lake", "--text-model", "TINY", *SMALL, "--depth", "DEPTH"], "frames"),
+        (["--prompt", "lake", "--seed", "3"], "--seed sets the panorama --text-model makes"),
     ],
 )
 def test_cli_text_refusals_are_one_line_and_write_nothing(tiny, tmp_path, capsys, argv, words):
     from engine import cli
 
-    argv = [a.replace("TINY", str(tiny)).replace("NOPE", str(tmp_path / "nope")) for a in argv]
+    Image.fromarray(np.full((100, 100), 255, np.uint8)).save(tmp_path / "square.png")
+    np.save(tmp_path / "depth.npy", np.full((5, 128, 256), 3.0, np.float32))
+    names = {"TINY": tiny, "NOPE": tmp_path / "nope", "SQUARE": tmp_path / "square.png",
+             "DEPTH": tmp_path / "depth.npy"}  # fmt: skip
+    argv = [str(names.get(a, a)) for a in argv]
     out = tmp_path / "refused"
     code = cli.main(["generate", *argv, "--out", str(out)])
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]

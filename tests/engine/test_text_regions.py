@@ -113,6 +113,9 @@ def test_clipseg_loads_offline_and_matches_transformers_own_pipeline(tmp_path):
         logits = model(**inputs).logits[:, None]
     ref = torch.nn.functional.interpolate(logits, size=(40, 40), mode="bilinear")[:, 0].sigmoid()
     torch.testing.assert_close(got[1], ref)
+    # a name longer than the text encoder's 77 tokens is cut there, not an error
+    long = predict(crops[:1], [" ".join(["sky"] * 120)])
+    assert long.shape == (1, 1, 40, 40) and bool(torch.isfinite(long).all())
     with pytest.raises(InputError, match="needs --seg-model"):
         require(None)
     with pytest.raises(InputError, match="no segmentation model weights"):
