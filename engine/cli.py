@@ -156,6 +156,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     regions = SAMPLE / "park_regions.json"
     if not pano.is_file() or not regions.is_file():
         raise InputError(f"the bundled sample is missing from {SAMPLE}; reinstall Pano4D")
+    check_writable(args.out, inside=True)
     print(
         f"demo: animating the sky and trees of {pano.name} (CC0, Poly Haven) -> {args.out}/",
         file=sys.stderr,
@@ -500,26 +501,32 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
 
 
 class cancel_on_sigint:
-    """First Ctrl-C sets the cancel token (clean stop, checkpoints kept); a second one kills."""
+    """First Ctrl-C (or SIGTERM, as a scheduler or ``kill`` sends) sets the cancel token: a
+    clean stop, checkpoints kept, temporary files removed; a second one kills."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, token: CancelToken) -> None:
         self.token = token
+        self.previous: dict[int, object] = {}
 
     def __enter__(self) -> None:
         def handler(signum, frame):
             if self.token.cancelled:
                 raise KeyboardInterrupt
             self.token.cancel()
-            print("\ncancelling... (Ctrl-C again to abort at once)", file=sys.stderr)
+            what = "Ctrl-C" if signum == signal.SIGINT else "terminated"
+            print(f"\ncancelling ({what}; Ctrl-C again to abort at once)", file=sys.stderr)
 
         try:
-            self.previous = signal.signal(signal.SIGINT, handler)
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread
-            self.previous = None
+            self.previous = {}
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
 
 
 def main(argv: Sequence[str] | None = None, plugins: Sequence[Callable] = ()) -> int:

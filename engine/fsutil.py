@@ -212,6 +212,8 @@ def check_writable(final_path: str | os.PathLike[str], *, inside: bool = False) 
     resolved = final.resolve()
     if not inside and resolved in (here, *here.parents):
         raise InputError(f"{final_path!s}: is the current folder (or above it); name a new one")
+    if inside and resolved.exists() and not resolved.is_dir():
+        raise InputError(f"{final_path!s}: exists and is not a folder")
     folder = resolved if inside and resolved.is_dir() else resolved.parent
     while not folder.exists():
         folder = folder.parent

@@ -67,8 +67,10 @@ def clipseg_predictor(spec: str, device: str = "cpu", batch: int = 4) -> Predict
     """``predict(crops, prompts)`` of a CLIPSeg checkpoint: sigmoid probabilities resized
     back to the crops' size."""
     from transformers import AutoProcessor, CLIPSegForImageSegmentation
+    from transformers.utils import logging
 
     path = require(spec)
+    logging.disable_progress_bar()  # the CLI draws its own
     kw = {"local_files_only": hub.offline()}
     try:
         processor = AutoProcessor.from_pretrained(path, **kw)
