@@ -108,6 +108,8 @@ def load_depth_frames(
 
 
 def _frame_count_error(path: Path, got: int, want: int) -> NoReturn:
+    if got == 0:
+        _fail(path, f"per-frame depth holds no frames; give one depth per frame ({want})")
     _fail(
         path,
         f"per-frame depth has {got} frames but the animation has {want}; "

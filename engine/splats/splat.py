@@ -19,7 +19,9 @@ RECORD = np.dtype([("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("
 
 def read_splat(path: Path) -> Gaussians:
     size = Path(path).stat().st_size
-    if size == 0 or size % RECORD.itemsize:
+    if size == 0:
+        raise FormatError(f"{path}: the file is empty (a .splat holds 32-byte records)")
+    if size % RECORD.itemsize:
         raise FormatError(f"{path}: {size} bytes is not a whole number of 32-byte .splat records")
     r = np.fromfile(path, dtype=RECORD)
     rgba = r["rgba"].astype(np.float32) / 255
