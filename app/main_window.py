@@ -1137,6 +1137,10 @@ class MainWindow(QMainWindow):
         if scene is None or self._running():
             return False
         dest = Path(path)
+        if kind == "ply":  # a picked folder holding the user's files gets a subfolder
+            from engine.splats import sequence_folder
+
+            dest = sequence_folder(dest, self._scene_name())
         task = self._export_task(kind, scene, dest)
         if task is None:
             dialogs.error(self, "Cannot export", f"no {EXPORTS[kind].rstrip('…')} for this scene")
@@ -1149,6 +1153,13 @@ class MainWindow(QMainWindow):
             ("Export failed", "Export failed"),
             cancelled="Export cancelled",
         )
+
+    def _scene_name(self) -> str:
+        """A name for the shown scene: its run folder's (``RUN/scene``), else its own."""
+        p = self.scene_path
+        if p is None:
+            return "Pano4D scene"
+        return p.parent.name if p.name == "scene" else p.name
 
     def _export_task(self, kind: str, scene, dest: Path):
         from engine.fsutil import atomic_dir, atomic_file

@@ -1,7 +1,8 @@
 """Command line (DESIGN.md section 7): demo, generate, batch, render, export, info.
 
 Exit codes: 0 success; 2 bad input or missing resource (one line on stderr, no traceback,
-nothing half-written); 130 cancelled (Ctrl-C; ``generate --resume`` continues). An
+nothing half-written; a file-system refusal on a path the user gave is one too); 130
+cancelled (Ctrl-C or SIGTERM; ``generate --resume`` continues). An
 unexpected internal error prints one line and the path of a log with the traceback (exit 1).
 """
 

@@ -67,6 +67,8 @@ def _number(path: Path, i: int, key: str, value, lo: float, hi: float) -> float:
 
 
 def _read_keyframes(path: Path) -> list[dict]:
+    if path.exists() and not path.is_file():  # a folder, a pipe: never read (it could block)
+        raise _fail(path, "not a camera path file (not a regular file)")
     try:
         doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:

@@ -156,6 +156,8 @@ def _check_file(path: _PATHLIKE, role: str) -> int:
             _fail(path, f"file not found; expected an existing {role} file")
         if os.path.isdir(path):
             _fail(path, f"is a folder, not a file; expected a {role} file")
+        if not os.path.isfile(path):  # a pipe or a device: reading it could block forever
+            _fail(path, f"is not a regular file (a pipe or a device?); expected a {role} file")
         size = os.path.getsize(path)
     except (OSError, ValueError) as exc:
         _fail(path, f"cannot access the {role} file ({_describe_exception(exc)})")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import FormatError
+from ..errors import FormatError, InputError
 from ..fsutil import atomic_dir, check_replaceable, first_gap
 from ..gaussians import Gaussians
 from ..progress import Progress, ProgressCallback
@@ -165,6 +165,26 @@ def _sequence(folder: Path) -> list[Path]:
     return [found[i] for i in numbers]
 
 
+def sequence_folder(chosen: str | Path, name: str) -> Path:
+    """Where a PLY sequence goes when a user picks folder ``chosen``: the folder itself when
+    it is empty, new, or holds an earlier sequence (frame_*.ply only); else a new subfolder
+    ``{name} PLY`` in it (numbered when taken), so nothing of the user's is replaced."""
+    chosen = Path(chosen)
+    candidates = [
+        chosen,
+        chosen / f"{name} PLY",
+        *(chosen / f"{name} PLY {i}" for i in range(2, 100)),
+    ]
+    for folder in candidates:
+        try:
+            check_replaceable(folder, "frame_", ".ply")
+        except InputError:
+            continue
+        if not folder.exists() or folder.is_dir():
+            return folder
+    raise InputError(f"{chosen}: no free folder for the PLY sequence in it")
+
+
 def write_splats(
     scene,
     out,
@@ -232,4 +252,4 @@ def _write_sequence(scene, out: Path, stored: str, rep) -> list[Path]:
     return paths
 
 
-__all__ = ["WRITE_FORMATS", "open_splats", "write_splats"]
+__all__ = ["WRITE_FORMATS", "open_splats", "sequence_folder", "write_splats"]

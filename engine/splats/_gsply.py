@@ -9,6 +9,15 @@ import torch
 from ..gaussians import Gaussians
 
 
+def unit_quats(q: torch.Tensor) -> torch.Tensor:
+    """[N, 4] wxyz quaternions normalised; a zero one (some files hold them) becomes the
+    identity, as 3DGS renderers read it."""
+    q = q.detach().cpu().float()
+    norm = q.norm(dim=1, keepdim=True)
+    identity = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    return torch.where(norm > 0, q / norm.clamp_min(1e-30), identity)
+
+
 def to_gsdata(g: Gaussians):
     import gsply
 
@@ -17,7 +26,7 @@ def to_gsdata(g: Gaussians):
     return gsply.GSData(
         means=arr(g.means),
         scales=arr(g.log_scales),
-        quats=arr(g.quats),
+        quats=arr(unit_quats(g.quats)),
         opacities=arr(g.opacities),
         sh0=np.ascontiguousarray(sh[:, 0]),
         shN=np.ascontiguousarray(sh[:, 1:]),

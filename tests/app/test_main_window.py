@@ -607,6 +607,14 @@ def test_exports_match_the_engine_readers(win, qtbot, result_dir, tmp_path, dial
         g, ref = read_ply(f), flip(scene.frame(t))  # stored y-down, the 3DGS convention
         for name, tensor in ref.tensors().items():
             np.testing.assert_allclose(getattr(g, name).numpy(), tensor.float().numpy(), atol=1e-6)
+    # a picked folder holding the user's own files: the sequence goes into a subfolder
+    docs = tmp_path / "Documents"
+    docs.mkdir()
+    (docs / "letter.txt").write_text("mine")
+    assert win.export_to("ply", docs)
+    wait_job(qtbot, win)
+    assert len(list((docs / f"{out.name} PLY").glob("frame_*.ply"))) == scene.n_frames
+    assert sorted(p.name for p in docs.iterdir()) == sorted([f"{out.name} PLY", "letter.txt"])
 
     for kind, name in (("mp4", "panorama.mp4"), ("preview", "preview.mp4")):
         dest = tmp_path / f"{kind}.mp4"

@@ -50,6 +50,7 @@ def files(tmp_path_factory):
         )
     )
     (d / "a_file").write_text("x")
+    os.mkfifo(d / "pipe.png")
     (d / "folder").mkdir()
     # per-frame depth: 3 frames (the region moves closer), and the broken kinds
     depth = np.full((3, 128, 256), 5.0, np.float32)
@@ -111,6 +112,12 @@ BAD = {
     "truncated png": lambda d: [
         "generate",
         str(d / "truncated.png"),
+        "--mask",
+        str(d / "mask.png"),
+    ],
+    "a pipe as panorama": lambda d: [
+        "generate",
+        str(d / "pipe.png"),
         "--mask",
         str(d / "mask.png"),
     ],

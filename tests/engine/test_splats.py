@@ -346,3 +346,33 @@ def test_a_sequence_with_a_huge_frame_number_is_a_gap_not_a_memory_blow_up(tmp_p
     (tmp_path / "seq" / "frame_99999999999.ply").write_bytes(b"")
     with pytest.raises(FormatError, match=r"gaps \(frame_0001.ply is missing\)"):
         open_splats(tmp_path / "seq")
+
+
+def test_a_picked_folder_holding_other_files_gets_a_subfolder(tmp_path):
+    from engine.splats import sequence_folder
+
+    assert sequence_folder(tmp_path / "new", "park") == tmp_path / "new"
+    write_splats(_scene(frames=2), tmp_path / "seq", "sequence")
+    assert sequence_folder(tmp_path / "seq", "park") == tmp_path / "seq"  # an earlier export
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "letter.txt").write_text("mine")
+    assert sequence_folder(docs, "park") == docs / "park PLY"
+    (docs / "park PLY").mkdir()
+    (docs / "park PLY" / "notes.txt").write_text("mine too")
+    assert sequence_folder(docs, "park") == docs / "park PLY 2"
+    write_splats(_scene(frames=2), sequence_folder(docs, "park"), "sequence")
+    assert (docs / "letter.txt").read_text() == "mine" and open_splats(docs / "park PLY 2")
+
+
+@pytest.mark.parametrize("fmt, name", [("spz", "z.spz"), ("compressed-ply", "z.compressed.ply")])
+def test_a_zero_quaternion_is_written_as_a_rotation_without_warnings(tmp_path, fmt, name):
+    import warnings
+
+    g = _set(64, 0)
+    g.quats[3] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        write_splats(Scene4D(g, [Gaussians.empty(0)], 8.0), tmp_path / name, fmt)
+    q = open_splats(tmp_path / name).static.quats[3]  # the identity in the file's axes
+    assert bool(torch.isfinite(q).all()) and abs(float(q.norm()) - 1) < 0.02, q

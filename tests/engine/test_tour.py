@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -89,3 +90,6 @@ def test_missing_or_garbage_path_file(tmp_path):
     (tmp_path / "g.json").write_bytes(b"\xff\x00garbage")
     with pytest.raises(InputError, match="JSON"):
         make_tour(str(tmp_path / "g.json"), 4, (8, 8))
+    os.mkfifo(tmp_path / "pipe.json")  # a pipe is refused, never read (it would block)
+    with pytest.raises(InputError, match="not a regular file"):
+        make_tour(str(tmp_path / "pipe.json"), 4, (8, 8))
