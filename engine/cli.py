@@ -526,8 +526,8 @@ class cancel_on_sigint:
             self.previous = {}
 
     def __exit__(self, *exc: object) -> None:
-        for sig, previous in self.previous.items():
-            signal.signal(sig, previous)
+        for sig, previous in self.previous.items():  # None: set outside Python
+            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
 
 
 def main(argv: Sequence[str] | None = None, plugins: Sequence[Callable] = ()) -> int:
@@ -582,10 +582,10 @@ def _internal_error(e: BaseException) -> int:
 
 
 # what the file system says about a path the user gave (no permission, not a folder...)
-PATH_ERRNOS = {
-    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
-    errno.EBUSY, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.ENOENT, errno.ELOOP,
-}  # fmt: skip
+# (a missing file or a file-for-folder mix-up inside the engine stays an internal error: the
+# paths the user gives are checked up front, see fsutil.check_writable)
+PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+               errno.ENAMETOOLONG}  # fmt: skip
 DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 

@@ -182,9 +182,14 @@ def first_gap(numbers: list[int]) -> int | None:
     return next((i for i, n in enumerate(numbers) if n != i), None)
 
 
+# what file managers leave in any folder they show: never the user's work
+SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini", "._.DS_Store"}
+
+
 def check_replaceable(folder: str | os.PathLike[str], prefix: str, suffix: str) -> None:
     """Raise :class:`InputError` if ``folder`` exists and holds anything but files named
-    ``{prefix}*{suffix}`` (an earlier output of the same kind, which may be replaced)."""
+    ``{prefix}*{suffix}`` (an earlier output of the same kind, which may be replaced) and
+    the files file managers leave (:data:`SYSTEM_FILES`)."""
     out = Path(folder)
     if not out.is_dir():
         return
@@ -192,6 +197,7 @@ def check_replaceable(folder: str | os.PathLike[str], prefix: str, suffix: str) 
         p.name
         for p in sorted(out.iterdir())
         if not (p.is_file() and p.name.startswith(prefix) and p.name.endswith(suffix))
+        and p.name not in SYSTEM_FILES
     ]
     if other:
         raise InputError(f"{out}: holds other files ({other[0]}, ...); refusing to replace it")
@@ -214,7 +220,7 @@ def check_writable(final_path: str | os.PathLike[str], *, inside: bool = False) 
         raise InputError(f"{final_path!s}: is the current folder (or above it); name a new one")
     if inside and resolved.exists() and not resolved.is_dir():
         raise InputError(f"{final_path!s}: exists and is not a folder")
-    folder = resolved if inside and resolved.is_dir() else resolved.parent
+    folder = resolved if inside and resolved.is_dir() else final.absolute().parent
     while not folder.exists():
         folder = folder.parent
     if not folder.is_dir():

@@ -382,7 +382,8 @@ def check_sized_inputs(inputs: Inputs, size: tuple[int, int], n_frames: int) -> 
     if inputs.mask is not None:
         load_mask(inputs.mask, size)
     if inputs.regions is not None:  # regions found by mask_prompt: stand-ins until the panorama
-        load_regions(inputs.regions, size, lambda _prompt: np.ones(size, bool))
+        stand_in = (lambda _prompt: np.ones(size, bool)) if inputs.seg_model else None
+        load_regions(inputs.regions, size, stand_in)
     if inputs.depth is not None:
         load_depth_frames(inputs.depth, size, n_frames)
 

@@ -106,7 +106,8 @@ class RayExecutor:
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
             except (ValueError, ConnectionError) as e:
-                raise InputError(f"--cluster ray:{address}: {first_line(e)}") from None
+                where = f"ray:{address}" if address else "ray"
+                raise InputError(f"--cluster {where}: {first_line(e)}") from None
         self.out, self.shared = Path(out), shared
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / TOKEN).write_text(batch_id)

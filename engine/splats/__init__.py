@@ -23,6 +23,7 @@ their PLY headers say so; glTF and the native scene are y-up.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import FormatError, InputError
@@ -43,13 +44,16 @@ UNSUPPORTED = {
 
 
 def format_for(out: str | Path) -> str | None:
-    """The write format an output name implies: its splat suffix (``.compressed.ply`` before
-    ``.ply``), a folder of PLY frames when it has no suffix (or ends with a slash), else None."""
+    """The write format an output name implies: a folder of PLY frames when it ends with a
+    slash, is an existing folder or has no suffix; else its splat suffix (``.compressed.ply``
+    before ``.ply``); None for any other suffix."""
     name = str(out).lower()
+    if name.endswith(("/", "\\")) or Path(out).is_dir():
+        return "sequence"
     for fmt in ("compressed-ply", "ply", "spz", "splat", "glb"):
         if name.endswith(SUFFIXES[fmt]):
             return fmt
-    return "sequence" if name.endswith(("/", "\\")) or not Path(name).suffix else None
+    return None if Path(name).suffix else "sequence"
 
 
 def _scene_cls():
@@ -175,6 +179,8 @@ def sequence_folder(chosen: str | Path, name: str) -> Path:
         chosen / f"{name} PLY",
         *(chosen / f"{name} PLY {i}" for i in range(2, 100)),
     ]
+    if os.path.ismount(chosen):  # a drive's root cannot be swapped for a new folder
+        candidates = candidates[1:]
     for folder in candidates:
         try:
             check_replaceable(folder, "frame_", ".ply")
@@ -205,12 +211,12 @@ def write_splats(
         save_scene(scene, out)
         return [out]
     stored = NATIVE_Y.get(fmt) or _axes.check(axes or "y-down", allow_auto=False)
-    if fmt in ("sequence", "ply") and not out.name.lower().endswith(".ply"):
-        implied = format_for(out.name)
-        if implied not in (None, "sequence") or out.suffix.lower() in UNSUPPORTED:
+    if fmt == "sequence" or (fmt == "ply" and not out.name.lower().endswith(".ply")):
+        implied = None if fmt == "sequence" else format_for(out.name)  # sequence: asked for
+        if implied not in (None, "sequence"):
             raise FormatError(
                 f"--out {out.name} names a {out.suffix} file, not a folder of PLY frames; "
-                f"give --format {implied or 'with a folder name'}"
+                f"give --format {implied} (or --format sequence for a folder of that name)"
             )
         return _write_sequence(scene, out, stored, _reporter(progress, "export"))
     if not 0 <= frame < scene.n_frames:

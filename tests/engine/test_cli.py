@@ -404,16 +404,14 @@ def test_sigterm_stops_a_run_cleanly_and_it_resumes(files, tmp_path):
     """kill (SIGTERM), as a scheduler sends it: a clean stop with the checkpoints kept and
     no temporary file left, exit 130; the same command with --resume finishes."""
     import signal
-    import time
 
     out = tmp_path / "run"
     argv = [sys.executable, "main.py", "generate", str(files / "pano.png"), "--mask",
-            str(files / "mask.png"), "--preset", "preview", "--frames", "6", "--out", str(out)]  # fmt: skip
+            str(files / "mask.png"), "--preset", "preview", "--frames", "12", "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:  # wait until the pipeline is under way
+    for line in proc.stderr:  # the pipeline is under way (seconds of work left)
         if "animate" in line or "lift" in line:
             break
-    time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 130, err
@@ -533,6 +531,20 @@ def test_file_system_refusals_are_one_line_exit_2(capsys):
     full = OSError(errno.ENOSPC, "No space left on device", "/data/out/a.ply")
     assert cli.main(["boom"], plugins=[_plugin_raising(full)]) == 2
     assert capsys.readouterr().err.strip() == "error: /data/out/a.ply: No space left on device"
+
+
+def test_output_paths_that_cannot_be_made_say_why(files, tmp_path, capsys):
+    pano, mask = str(files / "pano.png"), str(files / "mask.png")
+    cases = [
+        (["generate", pano, "--mask", mask, "--out", str(files / "a_file" / "run")], "is not a folder"),
+        (["generate", pano, "--mask", mask, "--out", str(files / "a_file")], "is not a folder"),
+        (["render", str(files / "folder"), "--out", "."], "is the current folder"),
+        (["export", str(files / "folder"), "--out", str(files / "a_file" / "x.ply")], "is not a folder"),
+        (["export", str(files / "folder"), "--out", ""], "output path is empty"),
+    ]  # fmt: skip
+    for argv, words in cases:
+        code, err = _run(argv, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, (argv, err)
 
 
 def test_an_unwritable_output_folder_is_refused_before_any_work(files, tmp_path, capsys):

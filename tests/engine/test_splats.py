@@ -376,3 +376,16 @@ def test_a_zero_quaternion_is_written_as_a_rotation_without_warnings(tmp_path, f
         write_splats(Scene4D(g, [Gaussians.empty(0)], 8.0), tmp_path / name, fmt)
     q = open_splats(tmp_path / name).static.quats[3]  # the identity in the file's axes
     assert bool(torch.isfinite(q).all()) and abs(float(q.norm()) - 1) < 0.02, q
+
+
+def test_folder_outputs_whatever_their_name_and_file_manager_litter(tmp_path, capsys):
+    save_scene(_scene(frames=2), tmp_path / "s")
+    dotted = tmp_path / "run_2026.12.03"
+    dotted.mkdir()  # an existing folder is a sequence, dots and all
+    assert cli.main(["export", str(tmp_path / "s"), "--out", str(dotted)]) == 0
+    assert cli.main(["export", str(tmp_path / "s"), "--out", str(tmp_path / "a.ply") + "/"]) == 0
+    capsys.readouterr()
+    assert open_splats(dotted).n_frames == 2 and open_splats(tmp_path / "a.ply").n_frames == 2
+    (dotted / ".DS_Store").write_bytes(b"\0")  # what a file manager leaves is not the user's
+    assert cli.main(["export", str(tmp_path / "s"), "--out", str(dotted)]) == 0
+    capsys.readouterr()

@@ -125,6 +125,7 @@ SMALL = ["--size", "256x128", "--preset", "preview", "--frames", "2"]
         (["--prompt", "lake", "--text-model", "TINY", *SMALL, "--mask", "SQUARE"], "aspect"),
         (["--prompt", "lake", "--text-model", "TINY", *SMALL, "--depth", "DEPTH"], "frames"),
         (["--prompt", "lake", "--seed", "3"], "--seed sets the panorama --text-model makes"),
+        (["--prompt", "lake", "--text-model", "TINY", *SMALL, "--regions", "FOUND"], "--seg-model"),
     ],
 )
 def test_cli_text_refusals_are_one_line_and_write_nothing(tiny, tmp_path, capsys, argv, words):
@@ -132,7 +133,11 @@ def test_cli_text_refusals_are_one_line_and_write_nothing(tiny, tmp_path, capsys
 
     Image.fromarray(np.full((100, 100), 255, np.uint8)).save(tmp_path / "square.png")
     np.save(tmp_path / "depth.npy", np.full((5, 128, 256), 3.0, np.float32))
-    names = {"TINY": tiny, "NOPE": tmp_path / "nope", "SQUARE": tmp_path / "square.png",
+    (tmp_path / "found.json").write_text(
+        json.dumps({"format": "pano4d-regions", "version": 1,
+                    "regions": [{"name": "sky", "mask_prompt": "the sky"}]})
+    )  # fmt: skip
+    names = {"FOUND": tmp_path / "found.json", "TINY": tiny, "NOPE": tmp_path / "nope", "SQUARE": tmp_path / "square.png",
              "DEPTH": tmp_path / "depth.npy"}  # fmt: skip
     argv = [str(names.get(a, a)) for a in argv]
     out = tmp_path / "refused"
