@@ -9,8 +9,11 @@ nothing is there, so the CLI and the app can tell the user which weightless fall
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,18 @@ class ModelProbe:
     @property
     def available(self) -> bool:
         return self.path is not None
+
+
+@contextlib.contextmanager
+def quiet_dtype_notice() -> Iterator[None]:
+    """Newer diffusers deprecate ``from_pretrained(torch_dtype=)`` for ``dtype=``; the
+    versions Pano4D supports (>= 0.35) all take ``torch_dtype``, so it is passed, without a
+    FutureWarning on every load."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r".*`torch_dtype` is deprecated", category=FutureWarning
+        )
+        yield
 
 
 def offline() -> bool:

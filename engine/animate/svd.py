@@ -125,9 +125,10 @@ def load_components(path: Path, device: torch.device) -> dict:
     local = hub.offline()
     kw = {"local_files_only": local}
     try:
-        unet = UNetSpatioTemporalConditionModel.from_pretrained(
-            path, subfolder="unet", torch_dtype=dtype, **kw
-        )
+        with hub.quiet_dtype_notice():
+            unet = UNetSpatioTemporalConditionModel.from_pretrained(
+                path, subfolder="unet", torch_dtype=dtype, **kw
+            )
         vae = AutoencoderKLTemporalDecoder.from_pretrained(path, subfolder="vae", **kw)
         if not vae.config.get("force_upcast", False):  # SVD's VAE asks for fp32
             vae = vae.to(dtype)

@@ -136,10 +136,11 @@ def load_pipeline(path: Path, device: torch.device):
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     kw = {"local_files_only": hub.offline()}
     try:
-        vae = AutoencoderKLWan.from_pretrained(
-            path, subfolder="vae", torch_dtype=torch.float32, **kw
-        )
-        pipe = WanImageToVideoPipeline.from_pretrained(path, vae=vae, torch_dtype=dtype, **kw)
+        with hub.quiet_dtype_notice():
+            vae = AutoencoderKLWan.from_pretrained(
+                path, subfolder="vae", torch_dtype=torch.float32, **kw
+            )
+            pipe = WanImageToVideoPipeline.from_pretrained(path, vae=vae, torch_dtype=dtype, **kw)
     except LOAD_ERRORS as e:
         first = first_line(e)
         raise InputError(f"cannot load the video model from {path}: {first}; {FALLBACK}") from e

@@ -24,7 +24,8 @@ def load_pipeline(cls, path: Path, device: torch.device, lora: str | None = None
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     local = {"local_files_only": hub.offline()}
     try:
-        pipe = cls.from_pretrained(path, torch_dtype=dtype, **kw, **local)
+        with hub.quiet_dtype_notice():
+            pipe = cls.from_pretrained(path, torch_dtype=dtype, **kw, **local)
         if lora:
             pipe.load_lora_weights(lora, **local)
     except LOAD_ERRORS as e:

@@ -145,3 +145,14 @@ def test_cli_text_refusals_are_one_line_and_write_nothing(tiny, tmp_path, capsys
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and words in lines[0], lines
     assert not out.exists()
+
+
+def test_loading_prints_no_deprecation_notice_for_the_dtype(tiny):
+    """diffusers' FutureWarning about ``torch_dtype`` (which every supported version takes)
+    is not shown on each load."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_model(TextPanoConfig(model=str(tiny), prompt="lake"), torch.device("cpu"))
+    assert not [w for w in caught if "torch_dtype" in str(w.message)]
