@@ -212,7 +212,7 @@ def write_splats(
         return [out]
     stored = NATIVE_Y.get(fmt) or _axes.check(axes or "y-down", allow_auto=False)
     if fmt == "sequence" or (fmt == "ply" and not out.name.lower().endswith(".ply")):
-        implied = None if fmt == "sequence" else format_for(out.name)  # sequence: asked for
+        implied = None if fmt == "sequence" else format_for(out)  # sequence: asked for
         if implied not in (None, "sequence"):
             raise FormatError(
                 f"--out {out.name} names a {out.suffix} file, not a folder of PLY frames; "

@@ -389,3 +389,12 @@ def test_folder_outputs_whatever_their_name_and_file_manager_litter(tmp_path, ca
     (dotted / ".DS_Store").write_bytes(b"\0")  # what a file manager leaves is not the user's
     assert cli.main(["export", str(tmp_path / "s"), "--out", str(dotted)]) == 0
     capsys.readouterr()
+
+
+def test_the_ply_format_reads_the_output_path_not_a_namesake_in_the_current_folder(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "a.spz").mkdir()  # a folder of that name where the command runs
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FormatError, match="give --format spz"):
+        write_splats(_scene(), tmp_path / "out" / "a.spz", "ply")
