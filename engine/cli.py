@@ -557,9 +557,10 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Callable] = ()) ->
         print("error: out of memory; try --preset preview or a smaller panorama", file=sys.stderr)
         return 1
     except OSError as e:
-        if path_error(e) is None:
+        message = path_error(e)
+        if message is None:
             return _internal_error(e)
-        print(f"error: {path_error(e)}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except Exception as e:  # an internal bug: keep the traceback out of the user's way
         if _is_gpu_oom(e):
@@ -581,8 +582,8 @@ def _internal_error(e: BaseException) -> int:
     return 1
 
 
-# what the file system says about a path the user gave (no permission, not a folder...)
-# (a missing file or a file-for-folder mix-up inside the engine stays an internal error: the
+# file-system refusals that are the path's own (no permission, read-only, disk full); a
+# missing file or a file-for-folder mix-up inside the engine stays an internal error (the
 # paths the user gives are checked up front, see fsutil.check_writable)
 PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
                errno.ENAMETOOLONG}  # fmt: skip
