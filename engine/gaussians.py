@@ -19,6 +19,15 @@ from torch import Tensor
 SH_C0 = 0.28209479177387814
 
 
+def unit_quats(q: Tensor) -> Tensor:
+    """[N, 4] wxyz quaternions normalised (float32, CPU); a zero one (some files hold them)
+    becomes the identity, as 3DGS renderers read it. What the splat writers store."""
+    q = q.detach().cpu().float()
+    norm = q.norm(dim=1, keepdim=True)
+    identity = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    return torch.where(norm > 0, q / norm.clamp_min(1e-30), identity)
+
+
 def sh_degree_from_k(k: int) -> int:
     d = round(k**0.5) - 1
     if (d + 1) ** 2 != k or not 0 <= d <= 3:

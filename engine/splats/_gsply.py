@@ -6,16 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..gaussians import Gaussians
-
-
-def unit_quats(q: torch.Tensor) -> torch.Tensor:
-    """[N, 4] wxyz quaternions normalised; a zero one (some files hold them) becomes the
-    identity, as 3DGS renderers read it."""
-    q = q.detach().cpu().float()
-    norm = q.norm(dim=1, keepdim=True)
-    identity = torch.tensor([1.0, 0.0, 0.0, 0.0])
-    return torch.where(norm > 0, q / norm.clamp_min(1e-30), identity)
+from ..gaussians import Gaussians, unit_quats
 
 
 def to_gsdata(g: Gaussians):

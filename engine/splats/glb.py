@@ -23,7 +23,7 @@ import torch
 from .. import __version__
 from ..errors import FormatError
 from ..fsutil import atomic_file
-from ..gaussians import SH_C0, Gaussians
+from ..gaussians import SH_C0, Gaussians, unit_quats
 
 EXT = "KHR_gaussian_splatting"
 FLOAT, POINTS, ARRAY_BUFFER = 5126, 0, 34962
@@ -45,8 +45,7 @@ def write_glb(path: Path, g: Gaussians) -> None:
     """One static set as a .glb (atomically)."""
     n = len(g)
     a = lambda t: np.ascontiguousarray(t.detach().cpu().float().numpy(), dtype="<f4")  # noqa: E731
-    q = g.quats.detach().cpu().float()
-    q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    q = unit_quats(g.quats)
     sh = a(g.sh)
     rgb = np.clip(0.5 + SH_C0 * sh[:, 0], 0, 1)
     opacity = a(torch.sigmoid(g.opacities.detach().cpu().float()))

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import FormatError
 from ..fsutil import atomic_file
-from ..gaussians import SH_C0, Gaussians
+from ..gaussians import SH_C0, Gaussians, unit_quats
 
 RECORD = np.dtype([("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
 
@@ -47,8 +47,7 @@ def write_splat(path: Path, g: Gaussians) -> None:
     rgb = (0.5 + SH_C0 * g.sh[:, 0].detach().cpu()).clamp(0, 1)
     alpha = torch.sigmoid(g.opacities.detach().cpu())[:, None]
     r["rgba"] = (torch.cat([rgb, alpha], 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-    q = g.quats.detach().cpu()
-    q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    q = unit_quats(g.quats)
     r["rot"] = (q * 128 + 128).round().clamp(0, 255).to(torch.uint8).numpy()
     with atomic_file(path, suffix=".splat") as tmp:
         r.tofile(tmp)

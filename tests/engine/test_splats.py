@@ -365,7 +365,15 @@ def test_a_picked_folder_holding_other_files_gets_a_subfolder(tmp_path):
     assert (docs / "letter.txt").read_text() == "mine" and open_splats(docs / "park PLY 2")
 
 
-@pytest.mark.parametrize("fmt, name", [("spz", "z.spz"), ("compressed-ply", "z.compressed.ply")])
+@pytest.mark.parametrize(
+    "fmt, name",
+    [
+        ("spz", "z.spz"),
+        ("compressed-ply", "z.compressed.ply"),
+        ("glb", "z.glb"),
+        ("splat", "z.splat"),
+    ],
+)
 def test_a_zero_quaternion_is_written_as_a_rotation_without_warnings(tmp_path, fmt, name):
     import warnings
 
