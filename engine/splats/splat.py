@@ -41,6 +41,8 @@ def read_splat(path: Path) -> Gaussians:
 
 
 def write_splat(path: Path, g: Gaussians) -> None:
+    if len(g) == 0:  # an empty .splat is an empty file, which reads as a broken one
+        raise FormatError(f"{path}: nothing to write, the scene has no Gaussians here")
     r = np.empty(len(g), RECORD)
     r["pos"] = g.means.detach().cpu().numpy()
     r["scale"] = g.log_scales.detach().cpu().exp().numpy()

@@ -120,16 +120,16 @@ def _quat_close(a: torch.Tensor, b: torch.Tensor, tol: float):
     assert float((1 - (a * b).sum(1).abs()).max()) < tol
 
 
-@pytest.mark.parametrize(
-    "fmt, suffix, pos_tol, colour_tol",
-    [
-        ("ply", ".ply", 0.0, 0.0),
-        ("compressed-ply", ".compressed.ply", 2e-3, 2e-2),  # 11/10-bit positions per chunk
-        ("spz", ".spz", 2e-3, 2e-2),  # 24-bit fixed point, 8-bit colour
-        ("splat", ".splat", 1e-6, 3e-3),  # float32 position, 8-bit colour
-        ("glb", ".glb", 0.0, 1e-6),
-    ],
-)
+_FORMATS = [
+    ("ply", ".ply", 0.0, 0.0),
+    ("compressed-ply", ".compressed.ply", 2e-3, 2e-2),  # 11/10-bit positions per chunk
+    ("spz", ".spz", 2e-3, 2e-2),  # 24-bit fixed point, 8-bit colour
+    ("splat", ".splat", 1e-6, 3e-3),  # float32 position, 8-bit colour
+    ("glb", ".glb", 0.0, 1e-6),
+]
+
+
+@pytest.mark.parametrize("fmt, suffix, pos_tol, colour_tol", _FORMATS)
 def test_each_written_format_opens_again_within_its_quantisation(
     tmp_path, fmt, suffix, pos_tol, colour_tol
 ):
@@ -406,3 +406,16 @@ def test_the_ply_format_reads_the_output_path_not_a_namesake_in_the_current_fold
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FormatError, match="give --format spz"):
         write_splats(_scene(), tmp_path / "out" / "a.spz", "ply")
+
+
+@pytest.mark.parametrize("fmt, suffix", [(f, s) for f, s, *_ in _FORMATS])
+def test_an_empty_scene_opens_as_empty_or_is_refused_with_nothing_written(tmp_path, fmt, suffix):
+    scene = Scene4D(_set(0, 3), [_set(0, 3)], 12.0, {"source": "test"})
+    out = tmp_path / f"empty{suffix}"
+    if fmt == "splat":  # records only: an empty file would read as a broken one
+        with pytest.raises(FormatError, match="no Gaussians"):
+            write_splats(scene, out, fmt, frame=0)
+        assert list(tmp_path.iterdir()) == []
+        return
+    (path,) = write_splats(scene, out, fmt, frame=0)
+    assert len(open_splats(path).static) == 0
