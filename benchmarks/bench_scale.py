@@ -1,9 +1,10 @@
 """The scale a splat scene is seen at: what the renderer's blur costs, and how the training
 views' resolution trades the input's own resolution against magnified views.
 
-1. Kernel ceiling: the panorama's own native crops (the psnr_native views) blurred by a
+1. Kernel blur: the panorama's own native crops (the psnr_native views) blurred by a
    Gaussian of sigma px, against the unblurred crops. A splat's screen footprint is at
-   least sqrt(own^2 + 0.3) px, so this bounds what a colour fit must sharpen.
+   least sqrt(own^2 + 0.3) px, so this is what a colour fit must sharpen past (it can:
+   see benchmarks/bench_kernel.py for what does limit it).
 2. Lifts of frame 0 (a fixed top-quarter region, the layout depth prior, no animation) with
    the given lift settings, scored from the centre against the input's own crops over
    static pixels: psnr_native (14 views of 60 deg at the input's angular resolution),
@@ -56,7 +57,7 @@ def crops(image: torch.Tensor, views) -> list[torch.Tensor]:
     return [perspective_view(image, v)[0].permute(1, 2, 0) for v in views]
 
 
-def blur_ceiling(rgb: np.ndarray, animated: np.ndarray, sigmas: list[float]) -> None:
+def blur_table(rgb: np.ndarray, animated: np.ndarray, sigmas: list[float]) -> None:
     views = native_views(rgb.shape[1])
     refs = crops(to_bchw(rgb) / 255, views)
     masks = [_static_pixels(animated, v) for v in views]
@@ -104,7 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--panorama", type=Path, default=PANNELLUM)
     ap.add_argument("--preset", default="4k", choices=("standard", "4k"))
-    ap.add_argument("--blur", action="store_true", help="the kernel ceiling table")
+    ap.add_argument("--blur", action="store_true", help="the kernel blur table")
     ap.add_argument("--lift", nargs="*", default=[], help="JSON LiftConfig overrides")
     a = ap.parse_args()
     rgb = load_panorama(a.panorama).rgb
@@ -113,7 +114,7 @@ def main() -> None:
     animated[: h // 4] = True
     print(f"\nMachine: {machine()}; {a.panorama.name} {w}x{h}, top quarter animated\n")
     if a.blur:
-        blur_ceiling(rgb, animated, [0.45, 0.55, 0.63, 0.74])
+        blur_table(rgb, animated, [0.45, 0.55, 0.63, 0.74])
     base = PRESETS[a.preset]["lift"]
     for text in a.lift:  # one process per config is fairer for peak RSS; this is simpler
         r = lift(rgb, animated, base, json.loads(text))

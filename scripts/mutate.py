@@ -426,6 +426,14 @@ MUTATIONS = [
         (L,),
     ),
     Mutation(
+        "fine-footprint",
+        "engine/lift/init.py",
+        "        fp = torch.where(cells.level <= 0, cfg.fine_footprint, fp)\n",
+        "        fp = torch.where(cells.level <= 1, cfg.fine_footprint, fp)\n",
+        "the finest cells' own footprint reaches the once-merged cells too",
+        (L,),
+    ),
+    Mutation(
         "solid-angle",
         "engine/lift/solve.py",
         "    return (1.0 / (f * f * (1 + x[None, :] ** 2 + y[:, None] ** 2) ** 1.5)).reshape(-1).float()\n",

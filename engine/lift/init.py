@@ -3,8 +3,10 @@
 Each cell holds one Gaussian on the ray through its centre, at the depth there: a flat disc
 facing the viewer whose tangential standard deviations are ``footprint`` times the cell's
 angular size times the distance (so it covers the cell as seen from the centre, at any
-depth), with ``opacity``. Colour starts as the cell's mean colour; the linear colour solve
-(:mod:`engine.lift.solve`) sets it.
+depth), with ``opacity``; the finest cells may use a narrower ``fine_footprint`` (sharper
+where the texture is, while merged cells keep the overlap that closes the gaps between
+them; ``benchmarks/bench_kernel.py``). Colour starts as the cell's mean colour; the
+linear colour solve (:mod:`engine.lift.solve`) sets it.
 
 Compositing order. Renderers sort Gaussians by camera-space z, not ray distance, so two
 overlapping neighbours at the same distance swap order as the camera turns, and the blend
@@ -108,6 +110,7 @@ def matrix_to_quat(m: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class InitConfig:
     footprint: float = 0.6  # tangential sigma as a fraction of the cell's angular size
+    fine_footprint: float | None = None  # the same for the finest cells (None: footprint)
     thickness: float = 0.3  # radial sigma as a fraction of the smaller tangential sigma
     opacity: float = 0.97
     order_step: float = 2.0  # compositing-order offsets, in cell angles (module docstring)
@@ -174,8 +177,11 @@ def init_gaussians(
 
 def footprint_scales(cells: Cells, depth: Tensor, cfg: InitConfig = InitConfig()) -> Tensor:
     """[N, 3] standard deviations (east, north, radial) covering each cell at ``depth``."""
-    s_lon = cfg.footprint * cells.d_lon * torch.cos(cells.lat) * depth
-    s_lat = cfg.footprint * cells.d_lat * depth
+    fp = torch.full_like(depth, cfg.footprint)
+    if cfg.fine_footprint is not None:
+        fp = torch.where(cells.level <= 0, cfg.fine_footprint, fp)
+    s_lon = fp * cells.d_lon * torch.cos(cells.lat) * depth
+    s_lat = fp * cells.d_lat * depth
     s_rad = cfg.thickness * torch.minimum(s_lon, s_lat)
     return torch.stack([s_lon, s_lat, s_rad], -1).clamp_min(1e-6)
 

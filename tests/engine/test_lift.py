@@ -55,6 +55,18 @@ def test_init_places_discs_on_their_rays_facing_the_viewer():
     assert torch.allclose(sh0_to_rgb(g.sh[:, 0]), torch.full((len(cells), 3), 0.25), atol=1e-6)
 
 
+def test_finest_cells_may_have_their_own_footprint():
+    cells = _cells(density=0.5, levels=1)
+    depth = torch.linspace(2.0, 9.0, len(cells), dtype=torch.float64)
+    cfg = InitConfig(footprint=0.6, fine_footprint=0.45)
+    g = init_gaussians(cells, torch.zeros(len(cells), 3), depth, cfg)
+    r = g.means.norm(dim=-1).double()
+    fraction = g.log_scales.exp().double()[:, 1] / (cells.d_lat * r)
+    fine = cells.level == 0
+    assert torch.allclose(fraction[fine], torch.full_like(fraction[fine], 0.45), rtol=1e-4)
+    assert torch.allclose(fraction[~fine], torch.full_like(fraction[~fine], 0.6), rtol=1e-4)
+
+
 def _order_agreement(step: float) -> list[float]:
     """Per view, the share of neighbour pairs whose camera-depth order is their distance
     order (what every view from the centre then agrees on)."""
