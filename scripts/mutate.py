@@ -428,9 +428,9 @@ MUTATIONS = [
     Mutation(
         "fine-footprint",
         "engine/lift/init.py",
-        "        fp = torch.where(cells.level <= 0, cfg.fine_footprint, fp)\n",
-        "        fp = torch.where(cells.level <= 1, cfg.fine_footprint, fp)\n",
-        "the finest cells' own footprint reaches the once-merged cells too",
+        "        fp = torch.where(cells.level == 0, cfg.fine_footprint, fp)  # not layers (-1)\n",
+        "        fp = torch.where(cells.level <= 1, cfg.fine_footprint, fp)  # not layers (-1)\n",
+        "the finest cells' own footprint reaches the merged and the background-layer cells",
         (L,),
     ),
     Mutation(

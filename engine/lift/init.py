@@ -179,7 +179,7 @@ def footprint_scales(cells: Cells, depth: Tensor, cfg: InitConfig = InitConfig()
     """[N, 3] standard deviations (east, north, radial) covering each cell at ``depth``."""
     fp = torch.full_like(depth, cfg.footprint)
     if cfg.fine_footprint is not None:
-        fp = torch.where(cells.level <= 0, cfg.fine_footprint, fp)
+        fp = torch.where(cells.level == 0, cfg.fine_footprint, fp)  # not layers (-1)
     s_lon = fp * cells.d_lon * torch.cos(cells.lat) * depth
     s_lat = fp * cells.d_lat * depth
     s_rad = cfg.thickness * torch.minimum(s_lon, s_lat)

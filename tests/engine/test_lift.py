@@ -10,7 +10,7 @@ import torch
 
 from engine.camera import View
 from engine.gaussians import sh0_to_rgb
-from engine.lift.cells import CellConfig, build_cells
+from engine.lift.cells import CellConfig, Cells, build_cells
 from engine.lift.init import InitConfig, init_gaussians, order_rank, tangent_frames
 from engine.lift.optimize import LiftConfig, Lifter
 from engine.lift.raster import project, quat_to_rotmat, render_view, view_camera
@@ -56,7 +56,10 @@ def test_init_places_discs_on_their_rays_facing_the_viewer():
 
 
 def test_finest_cells_may_have_their_own_footprint():
-    cells = _cells(density=0.5, levels=1)
+    grid = _cells(density=0.5, levels=1)
+    layer = grid.subset(grid.level == 0)  # background-layer cells are level -1
+    layer.level = torch.full_like(layer.level, -1)
+    cells = Cells.cat([grid, layer])
     depth = torch.linspace(2.0, 9.0, len(cells), dtype=torch.float64)
     cfg = InitConfig(footprint=0.6, fine_footprint=0.45)
     g = init_gaussians(cells, torch.zeros(len(cells), 3), depth, cfg)
