@@ -28,7 +28,7 @@ def from_gsdata(d) -> Gaussians:
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     n = len(d.means)
     sh_n = None
-    if d.shN is not None and n:  # (an empty set has no rest bands to reshape)
+    if d.shN is not None and n:  # an empty set has no rest bands to reshape: degree 0
         sh_n = np.asarray(d.shN, dtype=np.float32).reshape(n, -1, 3)
     sh0 = np.asarray(d.sh0, dtype=np.float32).reshape(n, 1, 3)
     sh = sh0 if sh_n is None or sh_n.shape[1] == 0 else np.concatenate([sh0, sh_n], 1)

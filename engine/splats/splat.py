@@ -42,7 +42,10 @@ def read_splat(path: Path) -> Gaussians:
 
 def write_splat(path: Path, g: Gaussians) -> None:
     if len(g) == 0:  # an empty .splat is an empty file, which reads as a broken one
-        raise FormatError(f"{path}: nothing to write, the scene has no Gaussians here")
+        raise FormatError(
+            f"{path}: nothing to write, this frame has no Gaussians (a .splat holds only its "
+            "records; export PLY, SPZ or glTF for an empty scene)"
+        )
     r = np.empty(len(g), RECORD)
     r["pos"] = g.means.detach().cpu().numpy()
     r["scale"] = g.log_scales.detach().cpu().exp().numpy()

@@ -419,3 +419,11 @@ def test_an_empty_scene_opens_as_empty_or_is_refused_with_nothing_written(tmp_pa
         return
     (path,) = write_splats(scene, out, fmt, frame=0)
     assert len(open_splats(path).static) == 0
+
+
+def test_cli_export_of_an_empty_scene_to_splat_is_one_line_and_exit_2(tmp_path, capsys):
+    save_scene(Scene4D(_set(0, 3), [_set(0, 3)], 12.0, {"source": "test"}), tmp_path / "s")
+    code = cli.main(["export", str(tmp_path / "s"), "--out", str(tmp_path / "e.splat")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no Gaussians" in err[0], err
+    assert not (tmp_path / "e.splat").exists()
