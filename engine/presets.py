@@ -46,7 +46,7 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
         "output": {"preview_size": (288, 512), "preview_frames": 32},
     },
     # 4096x2048 panoramas: at the input's resolution (about 5 M Gaussians), training views
-    # at 1.25x (as standard); one refinement pass (one takes ~4 minutes on 2 cores); the
+    # at 1.25x (as standard); one refinement pass (~1 minute per pass on 2 cores); the
     # finest cells a little narrower (0.55 of a cell: +0.15 dB native, +0.5 dB in a headset,
     # which magnifies this size 1.6x; at 2048x1024, magnified 3.2x, it costs 1.2 dB there)
     "4k": {
