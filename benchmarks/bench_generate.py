@@ -89,10 +89,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", nargs="+", default=["standard", "4k"])
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--keep", type=Path, help="write the outputs here (out_CASE/) and keep them")
     a = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        if a.keep:
+            a.keep.mkdir(parents=True, exist_ok=True)
+            tmp = a.keep
         all_cases = cases(tmp)
         for name in a.cases:
             print(f"running {name} ...", file=sys.stderr, flush=True)
