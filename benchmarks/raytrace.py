@@ -48,7 +48,10 @@ def _texture(p: np.ndarray, base: np.ndarray, seed: int) -> np.ndarray:
         k = rng.normal(size=3)
         k *= freq * 2 * math.pi / np.linalg.norm(k)
         shade += amp * np.sin(p @ k + rng.uniform(0, 2 * math.pi))
-    checker = (np.floor(p / 0.5).sum(-1) % 2) * 0.2 - 0.1
+    # 50 cm checker, phase-shifted a quarter cell: the room's walls (x = +-4, z = -5, 4) and
+    # two box faces lie on multiples of 0.5 m, where o + t d lands a rounding error either
+    # side of a cell boundary and the parity would flip from ray to ray
+    checker = (np.floor(p / 0.5 + 0.25).sum(-1) % 2) * 0.2 - 0.1
     return np.clip(base[None, :] * (0.8 + 0.5 * shade[:, None] + checker[:, None]), 0, 1)
 
 
