@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from engine.errors import InputError
 from engine.io import Panorama, load_panorama, load_regions
+from engine.metrics import db_text
 from engine.progress import StageEstimate
 
 from . import dialogs
@@ -1085,8 +1086,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(
             f"Scene ready: {report.get('gaussians_static', 0)} static + "
             f"{report.get('gaussians_dynamic_per_frame', 0)} × {report.get('frames', 0)} "
-            f"dynamic Gaussians, {report.get('psnr_native', float('nan')):.1f} dB at the input's "
-            f"own resolution, {report.get('psnr_headset', float('nan')):.1f} dB magnified as a "
+            f"dynamic Gaussians, {db_text(report.get('psnr_native'), 1)} at the input's "
+            f"own resolution, {db_text(report.get('psnr_headset'), 1)} magnified as a "
             "headset shows it",
             15000,
         )

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .errors import Cancelled, InputError, Pano4DError
 from .fsutil import check_writable, tree_size
+from .metrics import db_text
 from .progress import CancelToken, StageEstimate, clock, estimate_remaining
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,9 +205,9 @@ def _print_summary(out: Path, r: dict) -> None:
     print(f"videos:   {out / 'panorama.mp4'} (360), {out / 'preview.mp4'}")
     print(
         f"quality:  {r['gaussians_per_input_pixel']:.2f} Gaussians per input pixel, "
-        f"PSNR {r['psnr_native']:.2f} dB at the input's own resolution (static areas, "
+        f"PSNR {db_text(r['psnr_native'])} at the input's own resolution (static areas, "
         f"{r['psnr_native_resolution'].split(' from')[0]}), "
-        f"{r.get('psnr_headset', float('nan')):.2f} dB magnified as in a headset, static max "
+        f"{db_text(r.get('psnr_headset'))} magnified as in a headset, static max "
         f"error {r['static_max_error']}"
     )
     _print_notes(r)

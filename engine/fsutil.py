@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -121,15 +122,30 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     if hasattr(obj, "tolist"):  # numpy arrays and scalars, torch tensors
-        return obj.tolist()
+        return _finite(obj.tolist())
     if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
+        return _finite(list(obj))
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` with NaN and infinite floats replaced by None, in dicts, lists and tuples."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def to_json(obj: Any, *, indent: int | None = 2) -> str:
-    """``json.dumps`` that also accepts paths, numpy values and tensors (as lists)."""
-    return json.dumps(obj, indent=indent, default=_json_default, ensure_ascii=False)
+    """``json.dumps`` that also accepts paths, numpy values and tensors (as lists), and
+    writes strict JSON: a NaN or infinite float becomes null (Python would write ``NaN``,
+    which JavaScript, jq and most parsers refuse)."""
+    return json.dumps(
+        _finite(obj), indent=indent, default=_json_default, ensure_ascii=False, allow_nan=False
+    )
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:

@@ -77,6 +77,14 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0, mask: np.ndarray | Non
     return float("inf") if mse == 0 else 10 * np.log10(peak * peak / mse)
 
 
+def db_text(value: float | None, digits: int = 2) -> str:
+    """A PSNR for people: '40.71 dB', or 'n/a' where there was nothing to compare (None,
+    NaN: every pixel animated) and 'inf dB' for an exact match."""
+    if value is None or value != value:
+        return "n/a"
+    return f"{value:.{digits}f} dB"
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MB: the kernel's high-water mark (VmHWM) on
     Linux. ``ru_maxrss`` is the fallback elsewhere; on Linux it is not used because a

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
+from ..metrics import db_text
 from ..progress import clock, estimate_remaining
 from .state import BatchState
 
@@ -53,7 +54,7 @@ def psnr_text(figures: dict, lead: str = "") -> str:
     if "psnr_native" not in figures:
         return ""
     where = str(figures.get("psnr_native_resolution", "")).split(" from")[0]
-    return f"{lead}psnr_native {figures['psnr_native']:.2f} dB" + (f" ({where})" if where else "")
+    return f"{lead}psnr_native {db_text(figures['psnr_native'])}" + (f" ({where})" if where else "")
 
 
 class BatchTerminal:

@@ -16,7 +16,8 @@
 - ``static_flicker``: mean |render(t+1) - render(t)| (0..255) over the static pixels of the
   native views that also see animated regions, for the first frames.
 
-Each figure's resolution is reported next to it (``*_resolution``).
+Each figure's resolution is reported next to it (``*_resolution``). A static-pixel figure
+is None (null in report.json) when its views see no static pixel: everything animated.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ def _static_pixels(animated: np.ndarray, view: View) -> Tensor:
     return perspective_view(a, view)[0, 0] == 0
 
 
-def psnr_over(pairs: list[tuple[Tensor, Tensor, Tensor | None]]) -> float:
-    """One PSNR (dB, peak 1) over the pixels of (render, target, mask) image pairs."""
+def psnr_over(pairs: list[tuple[Tensor, Tensor, Tensor | None]]) -> float | None:
+    """One PSNR (dB, peak 1) over the pixels of (render, target, mask) image pairs; None
+    when the masks leave no pixel."""
     se, count = 0.0, 0
     for got, ref, mask in pairs:
         d = (got.clamp(0, 1) - ref) ** 2
@@ -81,7 +83,7 @@ def psnr_over(pairs: list[tuple[Tensor, Tensor, Tensor | None]]) -> float:
         se += float(d.sum())
         count += d.numel()
     if count == 0:
-        return float("nan")
+        return None
     mse = se / count
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 

@@ -320,6 +320,28 @@ def test_generate_end_to_end(files, tmp_path, capsys):
     assert code == 0 and info["frame_count"] == 3
 
 
+def test_everything_animated_reports_no_static_psnr_as_null_not_nan(files, tmp_path, capsys):
+    """With nothing static there is nothing to score: report.json says null (strict JSON,
+    no NaN token) and the summary says n/a."""
+    Image.fromarray(np.full((64, 128), 255, np.uint8)).save(tmp_path / "all.png")
+    out = tmp_path / "run"
+    code = cli.main(
+        ["generate", str(files / "pano.png"), "--mask", str(tmp_path / "all.png"), "--out",
+         str(out), *TINY]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0
+
+    def refuse(token):
+        raise AssertionError(f"report.json holds {token}")
+
+    report = json.loads((out / "report.json").read_text(), parse_constant=refuse)
+    assert report["animated_fraction"] == 1.0
+    assert report["psnr_native"] is None and report["psnr_headset"] is None
+    assert report["psnr_train"] > 15  # all pixels: still measured
+    assert "PSNR n/a at the input's own resolution" in printed and "nan" not in printed
+
+
 def test_cancel_then_resume(files, tmp_path):
     """A run cancelled during lifting resumes from its checkpoints (animation not redone)."""
     inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")

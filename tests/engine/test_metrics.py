@@ -111,3 +111,15 @@ def test_peak_rss_matches_the_kernels_high_water_mark_and_grows_with_memory():
 def test_loop_needs_three_frames():
     frames = _rolling(t_count=2, shift=8)
     assert loop_discontinuity(frames)["ratio"] is None
+
+
+def test_psnr_text_says_n_a_where_nothing_was_compared():
+    from engine.batch.display import psnr_text
+    from engine.metrics import db_text
+
+    assert db_text(40.714) == "40.71 dB" and db_text(40.714, 1) == "40.7 dB"
+    assert db_text(None) == "n/a" and db_text(float("nan")) == "n/a"
+    assert psnr_text({"psnr_native": None}) == "psnr_native n/a"
+    assert psnr_text({"psnr_native": 33.0412, "psnr_native_resolution": "14 views from x"}) == (
+        "psnr_native 33.04 dB (14 views)"
+    )

@@ -627,6 +627,19 @@ def test_atomic_write_helpers(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "a.json", "plain"]
 
 
+def test_json_is_strict_non_finite_numbers_become_null(tmp_path):
+    """report.json must parse in JavaScript and jq: no NaN / Infinity tokens."""
+    nan, inf = float("nan"), float("inf")
+    obj = {"a": nan, "b": [1.0, inf, {"c": -inf}], "d": np.float32(nan), "e": np.array([1, nan])}
+    fsutil.atomic_write_json(tmp_path / "r.json", obj)
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    back = json.loads((tmp_path / "r.json").read_text(), parse_constant=refuse)
+    assert back == {"a": None, "b": [1.0, None, {"c": None}], "d": None, "e": [1.0, None]}
+
+
 def test_atomic_dir(tmp_path):
     final = tmp_path / "d"
     with fsutil.atomic_dir(final) as tmp:
