@@ -11,6 +11,11 @@ scene:
   know). The scene is rendered antialiased as the truth is (``render_antialiased``: these
   views are ~2.2 input pixels per pixel, so it takes 3 x 3 samples); the point-sampled
   render, which aliases on sub-pixel splats, is reported beside it;
+- the same eyes as a VR headset shows them: 40-degree views at the headset's 18.3 px/deg
+  (the input magnified 3.2x at 2048x1024), point-sampled as the viewer draws them, against
+  a 2 x 2-supersampled truth, over the pixels the centre also sees; next to the same views
+  from the centre against the truth (what the input's resolution allows at that
+  magnification, with no parallax to get right);
 - the no-parallax baseline: the panorama's own crop in the same view direction (as if the
   eye had not moved), scored the same way;
 - what the centre does not see (disocclusions): the share of those pixels the scene leaves
@@ -43,12 +48,14 @@ from _common import machine  # noqa: E402
 
 from engine.camera import View  # noqa: E402
 from engine.gaussians import Gaussians  # noqa: E402
+from engine.lift.evaluate import HEADSET_FOV, headset_views  # noqa: E402
 from engine.lift.optimize import Lifter  # noqa: E402
 from engine.lift.raster import render_antialiased, render_view  # noqa: E402
 from engine.pipeline import build_config  # noqa: E402
 from engine.sphere import perspective_view  # noqa: E402
 
 OFFSETS = (0.1, 0.2, 0.3)
+DIRECTIONS = ((-30.0, -5.0), (25.0, 0.0), (120.0, -20.0), (-150.0, 10.0))  # yaw, pitch
 
 
 def eyes(seed: int = 0) -> list[tuple[float, np.ndarray]]:
@@ -66,8 +73,15 @@ def views_for(width: int, eye: np.ndarray) -> list[View]:
     """Four 60-degree views at half the input's angular resolution from ``eye``."""
     size = max(16, round(width * 60.0 / 360.0 / 2))
     pos = tuple(float(x) for x in eye)
-    return [View(yaw, pitch, 60.0, size, size, position=pos) for yaw, pitch in
-            ((-30.0, -5.0), (25.0, 0.0), (120.0, -20.0), (-150.0, 10.0))]  # fmt: skip
+    return [View(yaw, pitch, 60.0, size, size, position=pos) for yaw, pitch in DIRECTIONS]
+
+
+def headset_views_for(width: int, eye: np.ndarray) -> list[View]:
+    """The same four directions from ``eye`` in 40-degree views at a headset's angular
+    resolution (the psnr_headset views' size)."""
+    size = headset_views(width)[0].width
+    pos = tuple(float(x) for x in eye)
+    return [View(y, p, HEADSET_FOV, size, size, position=pos) for y, p in DIRECTIONS]
 
 
 def psnr(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
@@ -118,6 +132,26 @@ def measure(g: Gaussians, pano: np.ndarray, truth: list) -> dict:
     }
 
 
+def measure_headset(g: Gaussians, pano: np.ndarray, truth: list, centre: list) -> dict:
+    """PSNR in headset views against the truth, point-sampled as the viewer draws a
+    magnified scene: off centre, the no-parallax baseline there, and from the centre."""
+    img = torch.from_numpy(pano).permute(2, 0, 1)[None].float() / 255
+    ours, base, mid = [], [], []
+    for pairs, views in ((ours, truth), (mid, centre)):
+        for v, gt, seen in views:
+            with torch.no_grad():
+                rgb = render_view(g, v, background=torch.zeros(3)).rgb.clamp(0, 1).numpy()
+            pairs.append((rgb, gt, seen))
+    for v, gt, seen in truth:
+        crop = perspective_view(img, dataclasses.replace(v, position=(0.0, 0.0, 0.0)))
+        base.append((crop[0].permute(1, 2, 0).numpy(), gt, seen))
+    return {
+        "off_centre_headset": psnr(ours),
+        "no_parallax_headset": psnr(base),
+        "centre_headset_truth": psnr(mid),
+    }
+
+
 def chroma_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """[h, w] largest channel difference of two [h, w, 3] images after each pixel's grey
     level (channel mean) is taken out of both: how far the hue and saturation differ."""
@@ -134,11 +168,17 @@ def main() -> int:
     t0 = time.time()
     pano, depth = raytrace.panorama(args.height, ss=3)
     width = pano.shape[1]
-    truth = []
+    truth, truth_hs = [], []
     for _, eye in eyes():
         for v in views_for(width, eye):
             truth.append((v, *raytrace.view(v, ss=3)))
-    print(f"ray traced {width}x{args.height} + {len(truth)} views in {time.time() - t0:.0f} s")
+        for v in headset_views_for(width, eye):
+            truth_hs.append((v, *raytrace.view(v, ss=2)))
+    centre_hs = [(v, *raytrace.view(v, ss=2)) for v in headset_views_for(width, np.zeros(3))]
+    print(
+        f"ray traced {width}x{args.height} + {len(truth)} + {len(truth_hs)} headset views "
+        f"in {time.time() - t0:.0f} s"
+    )
     rows = {}
     for name, layers, hold in (
         ("layers", True, True),
@@ -148,8 +188,10 @@ def main() -> int:
         t1 = time.time()
         g, metrics = lift(pano, depth, args.preset, layers, hold)
         res = measure(g, pano, truth)
+        res.update(measure_headset(g, pano, truth_hs, centre_hs))
         res.update(
             psnr_native=metrics["psnr_native"],
+            psnr_headset=metrics["psnr_headset"],
             gaussians=len(g),
             gaussians_per_input_pixel=metrics["gaussians_per_input_pixel"],
             background_layer=metrics["gaussians_background_layer"],
@@ -158,20 +200,25 @@ def main() -> int:
         rows[name] = res
         print(json.dumps({"lift": name, **res}))
     half = max(16, round(width / 12))
+    hs = truth_hs[0][0].width
     print(f"\n{machine()}; {width}x{args.height}, preset {args.preset}")
     print("| lift | Gaussians / px | centre psnr_native | off-centre (0.1-0.3 m), antialiased | "
           "point-sampled | no-parallax baseline | disoccluded pixels: left empty | "
-          "PSNR | chroma error p99 |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "PSNR | chroma error p99 | headset: centre psnr_headset | centre vs truth | "
+          "off-centre | no parallax |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(
             f"| {name} | {r['gaussians_per_input_pixel']:.2f} | {r['psnr_native']:.2f} dB | "
             f"{r['off_centre']:.2f} dB | {r['off_centre_point_sampled']:.2f} dB | "
             f"{r['no_parallax']:.2f} dB | "
             f"{100 * r['disoccluded_empty']:.1f} % | {r['disoccluded_psnr']:.2f} dB | "
-            f"{r['disoccluded_chroma_p99']:.3f} |"
+            f"{r['disoccluded_chroma_p99']:.3f} | {r['psnr_headset']:.2f} dB | "
+            f"{r['centre_headset_truth']:.2f} dB | {r['off_centre_headset']:.2f} dB | "
+            f"{r['no_parallax_headset']:.2f} dB |"
         )
-    print(f"(off-centre views: 60 deg at {half}x{half} px, half the input's angular resolution)")
+    print(f"(off-centre views: 60 deg at {half}x{half} px, half the input's angular resolution;"
+          f" headset views: {HEADSET_FOV:.0f} deg at {hs}x{hs} px, point-sampled)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
