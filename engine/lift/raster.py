@@ -295,13 +295,39 @@ def footprint_radii(cov2d: Tensor, opacities: Tensor) -> Tensor:
     return torch.ceil(extend.unsqueeze(-1) * torch.sqrt(cov2d[:, [0, 2]]))
 
 
+def _candidates(
+    g: Gaussians, viewmat: Tensor, K: Tensor, width: int, height: int, near: float, far: float
+) -> Tensor:
+    """Indices [M] of the Gaussians that may be in view: their centre within the depth range
+    and within a bound of their footprint of the image, the bound taken from the largest
+    scale (every footprint the full test of :func:`_visible` would keep passes; the rest
+    need no projection)."""
+    R, t0 = viewmat[:3, :3], viewmat[:3, 3]
+    x, y, z = (g.means @ R.T + t0).unbind(-1)
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    keep = (z >= near) & (z <= far)
+    rz = 1.0 / z.clamp(min=near)
+    s_max = torch.exp(g.log_scales.max(-1).values)
+    # |J row| <= f / z * sqrt(1 + T^2), T the largest clamped tangent of project()
+    tx = max(float(cx), width - float(cx)) / float(fx) * (1 + CLIP_FOV)
+    ty = max(float(cy), height - float(cy)) / float(fy) * (1 + CLIP_FOV)
+    pad = EXTEND_MAX * EPS2D**0.5 + 2.0  # the low-pass, the ceil and float slack
+    rx = EXTEND_MAX * fx * rz * s_max * (1 + tx * tx) ** 0.5 + pad
+    ry = EXTEND_MAX * fy * rz * s_max * (1 + ty * ty) ** 0.5 + pad
+    u, v = fx * x * rz + cx, fy * y * rz + cy
+    keep &= (u + rx > 0) & (u - rx < width) & (v + ry > 0) & (v - ry < height)
+    return torch.nonzero(keep).squeeze(-1)
+
+
 def _visible(
     g: Gaussians, viewmat: Tensor, K: Tensor, width: int, height: int, near: float, far: float
 ) -> Tensor:
     """Indices of the Gaussians gsplat keeps for this camera, sorted by camera depth."""
     with torch.no_grad():
-        means2d, cov2d, z = project(g.means, g.quats, g.log_scales, viewmat, K, width, height)
-        opac = torch.sigmoid(g.opacities)
+        cand = _candidates(g, viewmat, K, width, height, near, far)
+        means, quats, log_scales = g.means[cand], g.quats[cand], g.log_scales[cand]
+        means2d, cov2d, z = project(means, quats, log_scales, viewmat, K, width, height)
+        opac = torch.sigmoid(g.opacities[cand])
         det = cov2d[:, 0] * cov2d[:, 2] - cov2d[:, 1] ** 2
         radii = footprint_radii(cov2d, opac)
         lo, hi = means2d - radii, means2d + radii
@@ -309,7 +335,7 @@ def _visible(
         keep &= (radii > 0).all(-1)
         keep &= (hi[:, 0] > 0) & (lo[:, 0] < width) & (hi[:, 1] > 0) & (lo[:, 1] < height)
         idx = torch.nonzero(keep).squeeze(-1)
-        return idx[torch.argsort(z[idx], stable=True)]
+        return cand[idx[torch.argsort(z[idx], stable=True)]]
 
 
 # -------------------------------------------------------------------------- torch backend

@@ -569,3 +569,43 @@ def test_a_coarse_view_is_supersampled_and_gets_the_mean_of_what_its_pixels_cove
     seen = r.alpha > 0.05
     assert (r.alpha[seen] < 0.9).any()  # some pixels are only partly covered
     assert ((r.depth - truth).abs() / truth)[seen].max() < 0.02
+
+
+def _visible_brute_force(g: Gaussians, vm, K, w: int, h: int, near=0.01, far=1e4) -> torch.Tensor:
+    """gsplat's keep test on every Gaussian, with no cheap pre-test: the reference."""
+    means2d, cov2d, z = raster.project(g.means, g.quats, g.log_scales, vm, K, w, h)
+    opac = torch.sigmoid(g.opacities)
+    det = cov2d[:, 0] * cov2d[:, 2] - cov2d[:, 1] ** 2
+    radii = raster.footprint_radii(cov2d, opac)
+    lo, hi = means2d - radii, means2d + radii
+    keep = (z >= near) & (z <= far) & (det > 0) & (opac >= raster.ALPHA_MIN)
+    keep &= (radii > 0).all(-1)
+    keep &= (hi[:, 0] > 0) & (lo[:, 0] < w) & (hi[:, 1] > 0) & (lo[:, 1] < h)
+    idx = torch.nonzero(keep).squeeze(-1)
+    return idx[torch.argsort(z[idx], stable=True)]
+
+
+@pytest.mark.parametrize("fov, size", [(20.0, (64, 48)), (90.0, (80, 80)), (150.0, (40, 96))])
+def test_the_cheap_pre_test_drops_only_gaussians_out_of_view(fov, size):
+    """Gaussians all round the camera, many just outside the image with large anisotropic
+    footprints, some right at the near plane: the culled set and its order are exactly
+    those of the full projection of every Gaussian."""
+    gen = torch.Generator().manual_seed(int(fov))
+    n = 60_000
+    d = torch.randn(n, 3, generator=gen)
+    d /= d.norm(dim=-1, keepdim=True)
+    dist = torch.exp(torch.empty(n).uniform_(math.log(0.005), math.log(60.0), generator=gen))
+    g = Gaussians(
+        means=d * dist[:, None],
+        quats=torch.randn(n, 4, generator=gen),
+        log_scales=torch.empty(n, 3).uniform_(-7.0, 0.5, generator=gen),
+        opacities=torch.randn(n, generator=gen) * 3,
+        sh=torch.zeros(n, 1, 3),
+    )
+    h, w = size
+    view = View(17.0, -8.0, fov, h, w, 5.0, (0.05, -0.02, 0.1))
+    vm, K, w, h = raster.view_camera(view)
+    got = raster._visible(g, vm, K, w, h, 0.01, 1e4)
+    want = _visible_brute_force(g, vm, K, w, h)
+    assert 100 < len(want) < n - 5000  # something to keep, and something to drop
+    assert torch.equal(got, want)
