@@ -46,8 +46,8 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
         "output": {"preview_size": (288, 512), "preview_frames": 32},
     },
     # 4096x2048 panoramas: at the input's resolution (about 5 M Gaussians), training views
-    # at 1.25x (as standard); four refinement passes (about 66 s each on 2 cores; 1 pass:
-    # 31.2 dB native, 2: 32.1, 4: 33.0, the target; 628 s end to end); the finest
+    # at 1.25x (as standard); four refinement passes (about a minute each on 2 cores; 1 pass:
+    # 31.2 dB native, 2: 32.1, 4: 33.0, the target; 527 s end to end); the finest
     # cells a little narrower (0.55 of a cell: +0.15 dB native, +0.5 dB in a headset, which
     # magnifies this size 1.6x; at 2048x1024, magnified 3.2x, it costs 1.2 dB there)
     "4k": {

@@ -489,6 +489,14 @@ MUTATIONS = [
         "a coarse view takes one sample per pixel instead of the mean of its samples",
         (R,),
     ),
+    Mutation(
+        "cull-pre-test-bound",
+        "engine/lift/raster.py",
+        "    rx = EXTEND_MAX * fx * rz * s_max * (1 + tx * tx) ** 0.5 + pad\n",
+        "    rx = EXTEND_MAX * fx * rz * s_max + pad\n",
+        "the cheap pre-test ignores the Jacobian's growth off axis and drops visible Gaussians",
+        (R,),
+    ),
 ]
 
 
