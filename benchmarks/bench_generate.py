@@ -93,10 +93,8 @@ def main() -> None:
     a = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        if a.keep:
-            a.keep.mkdir(parents=True, exist_ok=True)
-            tmp = a.keep
+        tmp = a.keep or Path(d)
+        tmp.mkdir(parents=True, exist_ok=True)
         all_cases = cases(tmp)
         for name in a.cases:
             print(f"running {name} ...", file=sys.stderr, flush=True)

@@ -102,20 +102,28 @@ def lift(
     return Gaussians.cat([out.static, out.dynamic[0]]), out.metrics
 
 
-def measure(g: Gaussians, pano: np.ndarray, truth: list) -> dict:
-    img = torch.from_numpy(pano).permute(2, 0, 1)[None].float() / 255
+def _point_sampled(g: Gaussians, v: View) -> np.ndarray:
+    """[h, w, 3] in [0, 1]: one sample per pixel, as the viewer draws."""
+    with torch.no_grad():
+        return render_view(g, v, background=torch.zeros(3)).rgb.clamp(0, 1).numpy()
+
+
+def _no_parallax(img: torch.Tensor, v: View) -> np.ndarray:
+    """[h, w, 3]: the panorama ``img`` [1, 3, H, W] cropped as ``v`` from the centre."""
+    crop = perspective_view(img, dataclasses.replace(v, position=(0.0, 0.0, 0.0)))
+    return crop[0].permute(1, 2, 0).numpy()
+
+
+def measure(g: Gaussians, img: torch.Tensor, truth: list) -> dict:
     ours, point, base, holes, hidden, chroma = [], [], [], [], [], []
-    width = pano.shape[1]
+    width = img.shape[-1]
     for v, gt, seen in truth:
         with torch.no_grad():
             r = render_antialiased(g, v, width, background=torch.zeros(3))
-            plain = render_view(g, v, background=torch.zeros(3)).rgb.clamp(0, 1).numpy()
         rgb = r.rgb.clamp(0, 1).numpy()
-        point.append((plain, gt, seen))
-        crop = perspective_view(img, dataclasses.replace(v, position=(0.0, 0.0, 0.0)))
-        crop = crop[0].permute(1, 2, 0).numpy()
+        point.append((_point_sampled(g, v), gt, seen))
         ours.append((rgb, gt, seen))
-        base.append((crop, gt, seen))
+        base.append((_no_parallax(img, v), gt, seen))
         unseen = ~seen
         if unseen.any():
             holes.append((int((r.alpha.numpy()[unseen] < 0.5).sum()), int(unseen.sum())))
@@ -132,23 +140,13 @@ def measure(g: Gaussians, pano: np.ndarray, truth: list) -> dict:
     }
 
 
-def measure_headset(g: Gaussians, pano: np.ndarray, truth: list, centre: list) -> dict:
+def measure_headset(g: Gaussians, img: torch.Tensor, truth: list, centre: list) -> dict:
     """PSNR in headset views against the truth, point-sampled as the viewer draws a
     magnified scene: off centre, the no-parallax baseline there, and from the centre."""
-    img = torch.from_numpy(pano).permute(2, 0, 1)[None].float() / 255
-    ours, base, mid = [], [], []
-    for pairs, views in ((ours, truth), (mid, centre)):
-        for v, gt, seen in views:
-            with torch.no_grad():
-                rgb = render_view(g, v, background=torch.zeros(3)).rgb.clamp(0, 1).numpy()
-            pairs.append((rgb, gt, seen))
-    for v, gt, seen in truth:
-        crop = perspective_view(img, dataclasses.replace(v, position=(0.0, 0.0, 0.0)))
-        base.append((crop[0].permute(1, 2, 0).numpy(), gt, seen))
     return {
-        "off_centre_headset": psnr(ours),
-        "no_parallax_headset": psnr(base),
-        "centre_headset_truth": psnr(mid),
+        "off_centre_headset": psnr([(_point_sampled(g, v), gt, s) for v, gt, s in truth]),
+        "no_parallax_headset": psnr([(_no_parallax(img, v), gt, s) for v, gt, s in truth]),
+        "centre_headset_truth": psnr([(_point_sampled(g, v), gt, s) for v, gt, s in centre]),
     }
 
 
@@ -167,6 +165,7 @@ def main() -> int:
     torch.set_num_threads(2)
     t0 = time.time()
     pano, depth = raytrace.panorama(args.height, ss=3)
+    img = torch.from_numpy(pano).permute(2, 0, 1)[None].float() / 255
     width = pano.shape[1]
     truth, truth_hs = [], []
     for _, eye in eyes():
@@ -187,8 +186,8 @@ def main() -> int:
     ):
         t1 = time.time()
         g, metrics = lift(pano, depth, args.preset, layers, hold)
-        res = measure(g, pano, truth)
-        res.update(measure_headset(g, pano, truth_hs, centre_hs))
+        res = measure(g, img, truth)
+        res.update(measure_headset(g, img, truth_hs, centre_hs))
         res.update(
             psnr_native=metrics["psnr_native"],
             psnr_headset=metrics["psnr_headset"],
