@@ -48,6 +48,7 @@ SCENE, SVD, LOD = (
     "tests/viewer/test_lod.py",
 )
 SCHED, DISP = "tests/engine/test_schedulers.py", "tests/engine/test_disparity.py"
+GREF = "tests/engine/test_raster_gsplat_ref.py"  # gsplat's own torch reference
 
 MUTATIONS = [
     # --- the Panoramic Denoiser -------------------------------------------------------------
@@ -406,6 +407,30 @@ MUTATIONS = [
         "T_MIN = 0.0  #",
         "the transmittance stop",
         (R,),
+    ),
+    Mutation(
+        "jacobian-clamp",
+        "engine/lift/raster.py",
+        "CLIP_FOV = 0.3  #",
+        "CLIP_FOV = 0.0  #",
+        "the EWA Jacobian is clamped at the image edge instead of 30 % beyond it",
+        (GREF, R),
+    ),
+    Mutation(
+        "quat-rotation",
+        "engine/lift/raster.py",
+        "        2 * (x * z + w * y),\n",
+        "        2 * (x * z - w * y),\n",
+        "one entry of the quaternion's rotation matrix has the wrong sign",
+        (GREF, R),
+    ),
+    Mutation(
+        "sh-degree-3",
+        "engine/lift/sh.py",
+        "C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy),",
+        "C3[3] * z * (2.0 * zz - 3.0 * xx - 2.0 * yy),",
+        "one degree-3 spherical harmonic is the wrong polynomial",
+        (GREF, R),
     ),
     # --- sphere conventions ----------------------------------------------------------------------
     Mutation(

@@ -286,6 +286,12 @@ def project(
     return means2d, cov2d, z
 
 
+def conic(cov2d: Tensor) -> Tensor:
+    """cov2d: Tensor  # [N, 3] (xx, xy, yy) -> [N, 3] its inverse (xx, xy, yy), gsplat's conics."""
+    det = cov2d[:, 0] * cov2d[:, 2] - cov2d[:, 1] ** 2
+    return torch.stack([cov2d[:, 2], -cov2d[:, 1], cov2d[:, 0]], dim=-1) / det.unsqueeze(-1)
+
+
 def footprint_radii(cov2d: Tensor, opacities: Tensor) -> Tensor:
     """gsplat 1.5's opacity-aware box half-sizes (pixels, whole numbers; NaN/0 = invalid).
 
@@ -359,8 +365,7 @@ def _rasterize_torch(
     means = g.means[idx]
     means2d, cov2d, z = project(means, g.quats[idx], g.log_scales[idx], viewmat, K, width, height)
     opac = torch.sigmoid(g.opacities[idx])
-    det = cov2d[:, 0] * cov2d[:, 2] - cov2d[:, 1] ** 2
-    conics = torch.stack([cov2d[:, 2], -cov2d[:, 1], cov2d[:, 0]], dim=-1) / det.unsqueeze(-1)
+    conics = conic(cov2d)
     campos = -viewmat[:3, :3].T @ viewmat[:3, 3]
     colors = torch.clamp_min(eval_sh(degree, g.sh[idx], means - campos) + 0.5, 0.0)
     feats = torch.cat([colors, z.unsqueeze(-1)], dim=-1) if with_depth else colors
@@ -678,8 +683,7 @@ def pixel_weights(
         g.means[idx], g.quats[idx], g.log_scales[idx], viewmat, K, width, height
     )
     opac = torch.sigmoid(g.opacities[idx])
-    det = cov2d[:, 0] * cov2d[:, 2] - cov2d[:, 1] ** 2
-    conics = torch.stack([cov2d[:, 2], -cov2d[:, 1], cov2d[:, 0]], dim=-1) / det.unsqueeze(-1)
+    conics = conic(cov2d)
     radii = footprint_radii(cov2d, opac)
     x0, y0, x1, y1 = roi if roi is not None else (0, 0, width, height)
     tile = _pick_tile(means2d, radii, width, height)
