@@ -91,6 +91,34 @@ def test_has_gl_reports_a_core_context():
     assert ok and "4." in info
 
 
+def test_software_egl_devices_are_passed_over_for_hardware_ones():
+    from viewer.gl.context import hardware_devices
+
+    llvmpipe = b"EGL_MESA_device_software EGL_EXT_device_drm_render_node"
+    nvidia = b"EGL_NV_device_cuda EGL_EXT_device_drm EGL_EXT_device_drm_render_node"
+    assert hardware_devices([llvmpipe, nvidia, b""]) == [1, 2]
+    assert hardware_devices([llvmpipe]) == []
+
+
+def test_the_context_is_on_a_gpu_device_when_egl_lists_one():
+    """Mesa here lists only its software device, so the context is on the surfaceless
+    display; where EGL lists a hardware device (a GPU) the context must be on it."""
+    from OpenGL import EGL
+    from OpenGL.EGL.EXT.device_base import egl_get_devices, eglQueryDeviceStringEXT
+
+    from viewer.gl.context import EGLContext
+
+    exts = [eglQueryDeviceStringEXT(d, EGL.EGL_EXTENSIONS) or b"" for d in egl_get_devices()]
+    gpu = any(b"EGL_MESA_device_software" not in e for e in exts)
+    ctx = EGLContext()
+    try:
+        assert ctx.display_kind == ("device" if gpu else "surfaceless"), (exts, ctx.renderer)
+        if not gpu:
+            assert "llvmpipe" in ctx.renderer
+    finally:
+        ctx.close()
+
+
 def test_hand_built_gaussians_match_reference(gl):
     s = math.sqrt(0.5)
     g = _gaussians(

@@ -1,9 +1,11 @@
 """Headless OpenGL 4.3+ core contexts through EGL (no X server, no GPU needed).
 
-:class:`EGLContext` opens a surfaceless EGL display (``EGL_PLATFORM_SURFACELESS_MESA``
-through ``eglGetPlatformDisplay`` / ``eglGetPlatformDisplayEXT``; the default display as a
-fallback), creates an OpenGL core-profile context of at least version 4.3 (Mesa llvmpipe
-gives 4.5) and makes it current with no surface: render into a framebuffer object.
+:class:`EGLContext` opens an EGL display with no window system: a hardware device
+(``EGL_EXT_platform_device``, how a GPU such as NVIDIA's renders headless) when there is
+one, else Mesa's surfaceless display (``EGL_PLATFORM_SURFACELESS_MESA``, llvmpipe on a
+machine without a GPU), else the default display. It creates an OpenGL core-profile
+context of at least version 4.3 (Mesa llvmpipe gives 4.5) and makes it current with no
+surface: render into a framebuffer object.
 
 PyOpenGL must use its EGL platform: ``PYOPENGL_PLATFORM=egl`` has to be in ``os.environ``
 before the first ``import OpenGL`` anywhere in the process. Importing :mod:`viewer.gl`
@@ -58,29 +60,86 @@ def _egl_error(what: str) -> GLUnavailableError:
     return GLUnavailableError(f"{what} failed (EGL error 0x{code:04X})")
 
 
-def _platform_display():
-    """A surfaceless EGL display, or the default display; EGL_NO_DISPLAY if neither."""
+def hardware_devices(device_extensions: list[bytes]) -> list[int]:
+    """Indices of the EGL devices that are not software rasterisers, in the driver's order.
+
+    device_extensions: each device's ``eglQueryDeviceStringEXT(dev, EGL_EXTENSIONS)``; Mesa
+    marks llvmpipe / softpipe devices with ``EGL_MESA_device_software``.
+    """
+    return [i for i, ext in enumerate(device_extensions) if b"EGL_MESA_device_software" not in ext]
+
+
+def _device_displays(client_exts: bytes):
+    """(display, "device") for each hardware EGL device (EGL_EXT_platform_device): how a
+    GPU renders with no X server or Wayland compositor (NVIDIA's headless path)."""
+    if b"EGL_EXT_platform_device" not in client_exts:
+        return
+    from OpenGL import EGL
+
+    try:
+        from OpenGL.EGL.EXT.device_base import egl_get_devices, eglQueryDeviceStringEXT
+        from OpenGL.EGL.EXT.platform_device import EGL_PLATFORM_DEVICE_EXT
+
+        devices = egl_get_devices()
+        exts = [eglQueryDeviceStringEXT(d, EGL.EGL_EXTENSIONS) or b"" for d in devices]
+    except Exception:
+        return
+    for i in hardware_devices(exts):
+        with contextlib.suppress(Exception):
+            dpy = EGL.eglGetPlatformDisplayEXT(EGL_PLATFORM_DEVICE_EXT, devices[i], None)
+            if dpy and dpy != EGL.EGL_NO_DISPLAY:
+                yield dpy, "device"
+
+
+def _surfaceless_displays(client_exts: bytes):
+    from OpenGL import EGL
+
+    if b"EGL_MESA_platform_surfaceless" not in client_exts:
+        return
+    for fn_name in ("eglGetPlatformDisplay", "eglGetPlatformDisplayEXT"):
+        fn = getattr(EGL, fn_name, None)
+        if fn is None:
+            continue
+        try:
+            dpy = fn(EGL_PLATFORM_SURFACELESS_MESA, EGL.EGL_DEFAULT_DISPLAY, None)
+        except Exception:
+            continue
+        if dpy and dpy != EGL.EGL_NO_DISPLAY:
+            yield dpy, "surfaceless"
+            return
+
+
+def _candidate_displays():
+    """EGL displays to try, best first: a hardware device (a GPU, no window system needed),
+    Mesa's surfaceless platform (its llvmpipe where there is no GPU), the default display."""
     from OpenGL import EGL
 
     client_exts = b""
     with contextlib.suppress(Exception):  # EGL < 1.5 without client extensions
         client_exts = EGL.eglQueryString(EGL.EGL_NO_DISPLAY, EGL.EGL_EXTENSIONS) or b""
-    if b"EGL_MESA_platform_surfaceless" in client_exts:
-        for fn_name in ("eglGetPlatformDisplay", "eglGetPlatformDisplayEXT"):
-            fn = getattr(EGL, fn_name, None)
-            if fn is None:
-                continue
-            try:
-                dpy = fn(EGL_PLATFORM_SURFACELESS_MESA, EGL.EGL_DEFAULT_DISPLAY, None)
-            except Exception:
-                continue
-            if dpy and dpy != EGL.EGL_NO_DISPLAY:
-                return dpy, "surfaceless"
-    return EGL.eglGetDisplay(EGL.EGL_DEFAULT_DISPLAY), "default"
+    yield from _device_displays(client_exts)
+    yield from _surfaceless_displays(client_exts)
+    yield EGL.eglGetDisplay(EGL.EGL_DEFAULT_DISPLAY), "default"
+
+
+def _initialise(dpy, kind: str):
+    """(major, minor) EGL version of an initialised display; GLUnavailableError if not."""
+    from OpenGL import EGL
+
+    if not dpy or dpy == EGL.EGL_NO_DISPLAY:
+        raise GLUnavailableError(f"{kind}: no display")
+    maj, mnr = EGL.EGLint(), EGL.EGLint()
+    try:
+        ok = EGL.eglInitialize(dpy, ctypes.pointer(maj), ctypes.pointer(mnr))
+    except Exception:  # PyOpenGL raises EGLError on failure
+        ok = False
+    if not ok:
+        raise GLUnavailableError(f"{kind}: eglInitialize failed")
+    return maj.value, mnr.value
 
 
 class EGLContext:
-    """An OpenGL core context (>= 4.3) on a surfaceless EGL display.
+    """An OpenGL core context (>= 4.3) on a display with no window system (see above).
 
     Use as a context manager (made current on enter, released on exit) or call
     :meth:`make_current` / :meth:`release`; :meth:`close` destroys it (idempotent).
@@ -93,20 +152,20 @@ class EGLContext:
         self._egl = EGL
         self.display = None
         self.context = None
-        dpy, kind = _platform_display()
-        if not dpy or dpy == EGL.EGL_NO_DISPLAY:
-            raise _egl_error("eglGetDisplay")
-        maj, mnr = EGL.EGLint(), EGL.EGLint()
-        if not EGL.eglInitialize(dpy, ctypes.pointer(maj), ctypes.pointer(mnr)):
-            raise _egl_error(f"eglInitialize ({kind} display)")
-        self.display = dpy
-        self.display_kind = kind
-        self.egl_version = (maj.value, mnr.value)
-        try:
-            self._create(major, minor, debug)
-        except BaseException:
-            self.close()
-            raise
+        failed = []
+        for dpy, kind in _candidate_displays():  # the first display that gives a context
+            try:
+                self.egl_version = _initialise(dpy, kind)
+                self.display, self.display_kind = dpy, kind
+                self._create(major, minor, debug)
+                return
+            except GLUnavailableError as e:
+                failed.append(str(e) if str(e).startswith(kind) else f"{kind}: {e}")
+                self.close()
+            except BaseException:
+                self.close()
+                raise
+        raise GLUnavailableError("no EGL display gave a context (" + "; ".join(failed) + ")")
 
     def _create(self, major: int, minor: int, debug: bool) -> None:
         EGL = self._egl
