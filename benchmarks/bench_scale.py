@@ -16,7 +16,7 @@ views' resolution trades the input's own resolution against magnified views.
     python benchmarks/bench_scale.py --panorama resources/samples/park_2048x1024.png --lift ...
 
 Each --lift argument is a JSON dict of LiftConfig overrides on top of the 4k preset's
-(or, with --preset standard, the standard preset's) lift settings.
+(or, with --preset standard / cuda, that preset's) lift settings; ``'{}'`` is the preset.
 """
 
 from __future__ import annotations
@@ -98,13 +98,17 @@ def lift(rgb: np.ndarray, animated: np.ndarray, base: dict, over: dict) -> dict:
         "train": m["psnr_train"],
         "wall_s": round(wall),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "lift_device": m.get("lift_device"),
+        "cuda_peak_gb": torch.cuda.max_memory_allocated() / 1e9
+        if torch.cuda.is_available()
+        else None,
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--panorama", type=Path, default=PANNELLUM)
-    ap.add_argument("--preset", default="4k", choices=("standard", "4k"))
+    ap.add_argument("--preset", default="4k", choices=("standard", "4k", "cuda"))
     ap.add_argument("--blur", action="store_true", help="the kernel blur table")
     ap.add_argument("--lift", nargs="*", default=[], help="JSON LiftConfig overrides")
     a = ap.parse_args()
