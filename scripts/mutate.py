@@ -432,6 +432,23 @@ MUTATIONS = [
         "one degree-3 spherical harmonic is the wrong polynomial",
         (GREF, R),
     ),
+    # --- depth input ----------------------------------------------------------------------------
+    Mutation(
+        "depth-edge-anchor",
+        "engine/io/depth.py",
+        "k, at = np.ones((2, 2), np.uint8), (0, 0)",
+        "k, at = np.ones((2, 2), np.uint8), (-1, -1)",
+        "enlarged depth looks for edges one pixel off and blends across them",
+        ("tests/engine/test_io.py",),
+    ),
+    Mutation(
+        "depth-edge-seam",
+        "engine/io/depth.py",
+        "np.concatenate([a, a[:, :1]], 1)",
+        "np.concatenate([a, a[:, -1:]], 1)",
+        "enlarged depth blends across an edge that lies on the seam",
+        ("tests/engine/test_io.py",),
+    ),
     # --- sphere conventions ----------------------------------------------------------------------
     Mutation(
         "pixel-centre",

@@ -68,10 +68,16 @@ def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if h < size[0]:  # enlarging: no blends across depth edges
         import cv2
 
-        filled = np.where(valid, depth, 0.0).astype(np.float32)
-        k = np.ones((2, 2), np.uint8)
-        hi = cv2.dilate(filled, k, borderType=cv2.BORDER_REPLICATE)
-        lo = cv2.erode(np.where(valid, depth, np.inf).astype(np.float32), k)
+        # edge[r, c]: the 2x2 source block (r..r+1, c..c+1) spans a depth edge; the seam
+        # wraps (column w-1's right neighbour is column 0), the last row pairs with itself
+        wrap = lambda a: np.concatenate([a, a[:, :1]], 1).astype(np.float32)  # noqa: E731
+        k, at = np.ones((2, 2), np.uint8), (0, 0)
+        hi = cv2.dilate(
+            wrap(np.where(valid, depth, 0.0)), k, anchor=at, borderType=cv2.BORDER_REPLICATE
+        )[:, :w]
+        lo = cv2.erode(
+            wrap(np.where(valid, depth, np.inf)), k, anchor=at, borderType=cv2.BORDER_REPLICATE
+        )[:, :w]
         edge = (hi > 1.1 * lo).astype(np.float32)
         rows = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(int), h - 1)
         cols = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(int), w - 1)

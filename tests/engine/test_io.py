@@ -824,3 +824,17 @@ def test_enlarging_depth_wraps_the_seam():
     x = (np.arange(W) + 0.5) * w / W - 0.5
     want = np.interp(x, np.arange(w), depth[0], period=w)
     np.testing.assert_allclose(got[H // 2], want, atol=1e-5)
+
+
+def test_enlarging_depth_never_blends_across_a_depth_edge():
+    """Foreground blocks (1 m) before a background (10 m), one with its edge on the seam:
+    enlarged 4x, every pixel is one of the two depths, the nearest source pixel's (a blend
+    would float Gaussians between them). Reference: nearest-neighbour upsampling."""
+    from engine.io import resize_depth
+
+    h, w, s = 8, 16, 4
+    depth = np.full((h, w), 10.0, np.float32)
+    depth[2:6, 6:9] = 1.0
+    depth[1:7, 0:2] = 1.0  # its left edge is the seam (column 15 is background)
+    got = resize_depth(depth, (h * s, w * s))
+    np.testing.assert_array_equal(got, depth.repeat(s, 0).repeat(s, 1))
