@@ -95,6 +95,16 @@ def ask_save_changes(parent: QWidget | None, what: str) -> str:
     return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(r, "cancel")
 
 
+SPLAT_FILTER = "Gaussian splats (*.ply *.spz *.splat *.glb);;All files (*)"
+
+
+def is_splat_file(path: str | Path) -> bool:
+    """A file name a splat reader takes (engine.splats: .ply, .compressed.ply, .spz, ...)."""
+    from engine.splats import SUFFIXES
+
+    return Path(path).name.lower().endswith(tuple(SUFFIXES.values()))
+
+
 def open_file(parent: QWidget | None, title: str, filters: str, start: str = "") -> str | None:
     path, _ = QFileDialog.getOpenFileName(parent, title, start, filters)
     return path or None

@@ -255,7 +255,8 @@ class MainWindow(QMainWindow):
         self.save_as_action = A("Save Project &As…", self.save_as, "Ctrl+Shift+S")
         self.copy_action = A("Copy Panorama into Project", self._toggle_copy)
         self.copy_action.setCheckable(True)
-        self.open_scene_action = A("Open &Scene…", self.open_scene_dialog)
+        self.open_scene_action = A("Open &Scene Folder…", self.open_scene_dialog)
+        self.open_splat_action = A("Open Spla&t File…", self.open_splat_dialog)
         self.quit_action = A("&Quit", self.close, "Ctrl+Q")
         stack = self.model.undo_stack
         self.undo_action = stack.createUndoAction(self, "&Undo")
@@ -314,6 +315,7 @@ class MainWindow(QMainWindow):
         f.addAction(self.sample_action)
         f.addAction(self.open_project_action)
         f.addAction(self.open_scene_action)
+        f.addAction(self.open_splat_action)
         f.addSeparator()
         for a in (self.save_action, self.save_as_action, self.copy_action):
             f.addAction(a)
@@ -571,8 +573,14 @@ class MainWindow(QMainWindow):
         if path:
             self.open_scene_path(path)
 
+    def open_splat_dialog(self) -> None:
+        path = dialogs.open_file(self, "Open splat file", dialogs.SPLAT_FILTER, self._last_dir())
+        if path:
+            self.open_scene_path(path)
+
     def open_scene_path(self, path: str | os.PathLike[str]) -> bool:
-        """Show a scene (native folder, generate output, .ply, PLY sequence) in Result."""
+        """Show a scene (native folder, generate output, a splat file: .ply, .compressed.ply,
+        .spz, .splat, .glb, or a PLY sequence) in Result."""
         from .viewer_window import open_any
 
         if self._busy_refusal():  # an export may be reading the shown scene
@@ -1310,7 +1318,7 @@ class MainWindow(QMainWindow):
         p = Path(path)
         if p.suffix == SUFFIX or (p / "project.json").is_file():
             return self.open_project(p)
-        if p.is_dir() or p.suffix.lower() == ".ply":
+        if p.is_dir() or dialogs.is_splat_file(p):
             return self.open_scene_path(p)
         return self.open_panorama(p)
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence, QSurfaceFormat
-from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
 
 from engine.errors import InputError
 from engine.scene import Scene4D, open_scene
 
+from . import dialogs
 from .viewer_panel import ViewerPanel
 
 __all__ = ["ViewerWindow", "default_surface_format", "open_any", "run_viewer"]
@@ -48,10 +49,14 @@ class ViewerWindow(QMainWindow):
 
         # ---- menu and shortcuts
         file_menu = self.menuBar().addMenu("&File")
-        self.open_action = QAction("&Open…", self)
+        self.open_action = QAction("&Open Scene Folder…", self)
         self.open_action.setShortcut(QKeySequence.Open)
         self.open_action.triggered.connect(self.open_dialog)
         file_menu.addAction(self.open_action)
+        self.open_file_action = QAction("Open Splat &File…", self)
+        self.open_file_action.setShortcut(QKeySequence("Ctrl+Shift+O"))
+        self.open_file_action.triggered.connect(self.open_file_dialog)
+        file_menu.addAction(self.open_file_action)
         file_menu.addSeparator()
         self.quit_action = QAction("&Quit", self)
         self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
@@ -101,11 +106,12 @@ class ViewerWindow(QMainWindow):
         return True
 
     def open_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open scene folder")
-        if not path:
-            path, _ = QFileDialog.getOpenFileName(
-                self, "Open Gaussian PLY", "", "Gaussian splats (*.ply);;All files (*)"
-            )
+        path = dialogs.pick_folder(self, "Open scene folder")
+        if path:
+            self.open_path(path)
+
+    def open_file_dialog(self) -> None:
+        path = dialogs.open_file(self, "Open splat file", dialogs.SPLAT_FILTER)
         if path:
             self.open_path(path)
 

@@ -209,6 +209,21 @@ def test_drop_opens_a_panorama(win, pano_path):
     assert win.pano is not None and win.model.size == (256, 512)
 
 
+def test_splat_files_open_in_result_whichever_format(win, result_dir, tmp_path, dialogs):
+    """A dropped or recent .spz / .splat / .glb / .compressed.ply opens as a scene (it used
+    to be taken for a panorama), as File > Open Splat File does."""
+    from engine.splats import write_splats
+
+    scene = load_scene(result_dir / "out" / "scene")
+    for fmt, name in (("spz", "s.spz"), ("splat", "s.splat"), ("glb", "s.glb"),
+                      ("compressed-ply", "s.compressed.ply")):  # fmt: skip
+        write_splats(scene, tmp_path / name, fmt)
+        win.tabs.setCurrentIndex(0)
+        assert win.open_any_path(tmp_path / name), (name, dialogs.errors)
+        assert win.tabs.currentIndex() == 1 and win.viewer.play_button.isEnabled()
+    assert not dialogs.errors
+
+
 def test_generate_needs_a_panorama_and_a_region(win, pano_path, dialogs):
     assert not win.start_generation()
     assert dialogs.errors[-1][1].startswith("Open a panorama first")
