@@ -35,6 +35,7 @@ from .ply import declared_axes, declared_fps, is_compressed, read_ply, write_set
 
 WRITE_FORMATS = ("ply", "sequence", "compressed-ply", "spz", "splat", "glb", "native")
 NATIVE_Y = {"glb": "y-up", "native": "y-up"}  # every other format is y-down by convention
+UNMARKED = ("compressed-ply", "spz", "splat")  # y-down by convention, with no axes field
 SUFFIXES = {"ply": ".ply", "compressed-ply": ".compressed.ply", "spz": ".spz",
             "splat": ".splat", "glb": ".glb"}  # fmt: skip
 UNSUPPORTED = {
@@ -211,6 +212,12 @@ def write_splats(
         save_scene(scene, out)
         return [out]
     stored = NATIVE_Y.get(fmt) or _axes.check(axes or "y-down", allow_auto=False)
+    if fmt in UNMARKED and stored != "y-down":
+        raise FormatError(
+            f"--out-axes {stored}: a {fmt} file has no place to say how it is stored, and "
+            f"its readers (Pano4D's too) take it as y-down, so it would reopen upside down; "
+            f"y-up is for ply and sequence, whose headers record it"
+        )
     if fmt == "sequence" or (fmt == "ply" and not out.name.lower().endswith(".ply")):
         implied = None if fmt == "sequence" else format_for(out)  # sequence: asked for
         if implied not in (None, "sequence"):

@@ -287,6 +287,25 @@ def test_export_takes_the_format_from_the_suffix_and_refuses_what_it_cannot_tell
     assert not (tmp_path / "x.foo").exists() and not (tmp_path / "c.spz").exists()
 
 
+def test_y_up_exports_reopen_upright_or_are_refused(tmp_path, capsys):
+    """A y-up PLY or sequence records it and reopens as it was; a y-up SPZ, .splat or
+    compressed PLY could not (no axes field; read as y-down) and is refused, nothing written."""
+    scene = _scene()
+    save_scene(scene, tmp_path / "s")
+    for out in ("up.ply", "seq/"):
+        assert cli.main(["export", str(tmp_path / "s"), "--out", str(tmp_path / out),
+                         "--out-axes", "y-up"]) == 0  # fmt: skip
+        capsys.readouterr()
+        again = open_splats(tmp_path / out)
+        torch.testing.assert_close(again.frame(0).means, scene.frame(0).means)
+    for out in ("up.spz", "up.splat", "up.compressed.ply"):
+        err = _one_line_exit_2(
+            ["export", str(tmp_path / "s"), "--out", str(tmp_path / out), "--out-axes", "y-up"],
+            capsys,
+        )
+        assert "reopen upside down" in err and not (tmp_path / out).exists()
+
+
 def test_a_sequence_export_replaces_an_earlier_one_whole_and_no_other_folder(tmp_path, capsys):
     save_scene(_scene(frames=3), tmp_path / "s3")
     save_scene(_scene(frames=2), tmp_path / "s2")
