@@ -12,6 +12,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -135,7 +136,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) not in (None, [])}
     _refuse_unused(args)
-    return _generate(args, *prepare(options))
+    prepared = prepare(options)
+    if args.out is None:
+        args.out = str(default_out(args.panorama, args.prompt))
+        print(f"output:   {args.out}/ (no --out given)", file=sys.stderr)
+    return _generate(args, *prepared)
+
+
+def default_out(panorama: str | None, prompt: str | None) -> Path:
+    """``out/NAME`` for a generate run without ``--out``: the panorama's file name without
+    its suffix, or the prompt's first words ("out/misty-alpine-lake-at")."""
+    if panorama:
+        name = Path(panorama).stem
+    else:
+        words = re.findall(r"[a-z0-9]+", (prompt or "").lower())[:4]
+        name = "-".join(words) or "scene"
+    return Path("out") / name
 
 
 def _refuse_unused(args: argparse.Namespace) -> None:
@@ -353,13 +369,13 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    def add_run_options(sp: argparse.ArgumentParser, out_default: str | None) -> None:
+    def add_run_options(
+        sp: argparse.ArgumentParser, out_default: str | None, out_help: str = "output folder"
+    ) -> None:
         sp.add_argument(
             "--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="quality/speed preset"
         )
-        sp.add_argument(
-            "--out", default=out_default, required=out_default is None, help="output folder"
-        )
+        sp.add_argument("--out", default=out_default, help=out_help)
         sp.add_argument(
             "--resume", action="store_true", help="continue an interrupted run in --out"
         )
@@ -450,7 +466,12 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
     )
     g.add_argument("--negative-prompt", metavar="TEXT", help="--animator wan: what to avoid")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    add_run_options(g, None)
+    add_run_options(
+        g,
+        None,
+        "output folder (default: out/NAME, NAME the panorama's file name or "
+        "the prompt's first words)",
+    )
     g.set_defaults(func=cmd_generate)
 
     e = sub.add_parser("export", help="write a scene in the splat formats other tools open")

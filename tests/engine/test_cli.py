@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import plyfile
@@ -259,21 +260,15 @@ def test_bad_input_one_line_exit_2_nothing_written(case, files, tmp_path, capsys
     assert not (tmp_path / "out").exists()
 
 
-def test_generate_end_to_end(files, tmp_path, capsys):
-    out = tmp_path / "run"
+def test_generate_end_to_end(files, tmp_path, capsys, monkeypatch):
+    """Without --out the run goes to out/NAME (NAME: the panorama's file name) and says so."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out" / "pano"
     code, err = _run(
-        [
-            "generate",
-            str(files / "pano.png"),
-            "--mask",
-            str(files / "mask.png"),
-            "--out",
-            str(out),
-            *TINY,
-        ],
-        capsys,
+        ["generate", str(files / "pano.png"), "--mask", str(files / "mask.png"), *TINY], capsys
     )
     assert code == 0, err
+    assert f"output:   {Path('out') / 'pano'}/ (no --out given)" in err
     report = json.loads((out / "report.json").read_text())
     assert report["static_max_error"] == 0
     assert report["gaussians_static"] > 0 and report["gaussians_dynamic_per_frame"] > 0
@@ -616,3 +611,13 @@ def test_model_without_svd_animator_is_refused(files, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--animator svd" in err[0]
     assert not out.exists()
+
+
+def test_default_out_names_the_run_after_its_panorama_or_prompt():
+    from engine.cli import default_out
+
+    assert default_out("/data/my park.jpg", None) == Path("out") / "my park"
+    assert default_out(None, "Misty alpine lake at dawn, pine forest") == Path(
+        "out/misty-alpine-lake-at"
+    )
+    assert default_out(None, "…") == Path("out/scene")
