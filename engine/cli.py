@@ -464,7 +464,11 @@ def build_parser(plugins: Sequence[Callable] = ()) -> argparse.ArgumentParser:
         "what --animator wan conditions every view on (with the prompt of the region it sees "
         "most)",
     )
-    g.add_argument("--negative-prompt", metavar="TEXT", help="--animator wan: what to avoid")
+    g.add_argument(
+        "--negative-prompt",
+        metavar="TEXT",
+        help="what to avoid, for --text-model and --animator wan",
+    )
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     add_run_options(
         g,

@@ -69,10 +69,9 @@ from .video import write_mp4
 
 STAGES = ("text", "load", "animate", "depth", "lift", "save")
 MODEL_DEPTH_ROWS = 1024  # model depth is aligned at up to this many rows, then resampled
-# share of the overall progress bar per stage (roughly their CPU time)
-# The stages' shares of the progress bar: measured on the standard preset (2-core CPU, 146 s:
-# load 0, animate 5, depth 0, lift 119, save 22; docs/BENCHMARKS.md); text: a guess for SDXL.
-_WEIGHTS = {"text": 0.3, "load": 0.01, "animate": 0.04, "depth": 0.01, "lift": 0.79, "save": 0.15}
+# The stages' shares of the progress bar: measured on the standard preset (2-core CPU, 102 s:
+# load 0, animate 3, depth 0, lift 85, save 11; docs/BENCHMARKS.md); text: a guess for SDXL.
+_WEIGHTS = {"text": 0.3, "load": 0.01, "animate": 0.03, "depth": 0.01, "lift": 0.85, "save": 0.11}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ is gravity-aligned (no roll).
 - :meth:`ViewerCamera.rotate` (arrow keys, gamepad) is **turn the head**: +dyaw turns
   right, +dpitch looks up.
 - :meth:`ViewerCamera.move` moves relative to the current yaw only (W/S along the horizontal
-  forward direction, A/D sideways, Q/E or space/ctrl straight down/up), so looking down and
+  forward direction, A/D sideways, Q/E straight down/up), so looking down and
   pressing W does not sink into the floor. The position stays within ``radius`` of the
   origin (the capture point): a move that would leave the sphere ends on its surface.
 
