@@ -12,7 +12,6 @@ import argparse
 import errno
 import json
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -144,14 +143,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def default_out(panorama: str | None, prompt: str | None) -> Path:
-    """``out/NAME`` for a generate run without ``--out``: the panorama's file name without
-    its suffix, or the prompt's first words ("out/misty-alpine-lake-at")."""
-    if panorama:
-        name = Path(panorama).stem
-    else:
-        words = re.findall(r"[a-z0-9]+", (prompt or "").lower())[:4]
-        name = "-".join(words) or "scene"
-    return Path("out") / name
+    """``out/NAME`` for a generate run without ``--out`` (NAME: :func:`fsutil.run_name`, the
+    panorama's name or the prompt's first words: "out/misty-alpine-lake-at")."""
+    from .fsutil import run_name
+
+    return Path("out") / run_name(panorama, prompt)
 
 
 def _refuse_unused(args: argparse.Namespace) -> None:

@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+
+
+def run_name(panorama: str | os.PathLike[str] | None, prompt: str | None) -> str:
+    """A folder name for a run given no name: the panorama's file name without its suffix,
+    or the prompt's first four words, in letters, digits, '.', '_' and '-' (any other run
+    of characters becomes one '-'); "scene" when nothing is left."""
+    if panorama:
+        base = Path(panorama).stem
+    else:
+        base = "-".join(re.findall(r"[a-z0-9]+", (prompt or "").lower())[:4])
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", base).lstrip("-._")[:100].rstrip("-.")
+    return name or "scene"
 
 
 def _fsync_dir(folder: Path) -> None:

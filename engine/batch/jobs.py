@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..fsutil import run_name
 from ..pipeline import prepare
 
 # name -> (accepted JSON types, is a path)
@@ -150,7 +151,7 @@ def _checked(entry: dict, folder: Path) -> dict:
         raise InputError("'region' must be a list of 'NAME: PROMPT' strings")
     if "panorama" not in spec and "text_model" not in spec:
         raise InputError("needs a 'panorama', or a 'prompt' with a 'text_model' to make one")
-    name = spec.get("name") or (Path(spec["panorama"]).stem if "panorama" in spec else "")
+    name = spec.get("name") or run_name(spec.get("panorama"), spec.get("prompt"))
     if not _NAME.match(name):
         raise InputError(
             f"name {name!r} cannot name a folder: use letters, digits, '.', '_' and '-'"

@@ -94,6 +94,14 @@ def test_a_bad_entry_is_named_before_any_job_starts(inputs, tmp_path, capsys, en
     assert not (tmp_path / "out").exists()
 
 
+def test_a_job_without_a_name_is_named_after_its_panorama_as_a_folder_can_be(inputs):
+    import shutil
+
+    shutil.copy(inputs / "pano.png", inputs / "my park (2).png")
+    path = job_file(inputs, [{"panorama": "my park (2).png", "mask": "mask.png"}], "named.json")
+    assert [j.name for j in load_jobs(path)] == ["my-park-2"]
+
+
 def test_an_unknown_cluster_is_one_line_and_writes_nothing(inputs, tmp_path, capsys):
     path = job_file(inputs, THREE[:1])
     code = cli.main(["batch", str(path), "--out", str(tmp_path / "out"), "--cluster", "slurm"])

@@ -616,7 +616,8 @@ def test_model_without_svd_animator_is_refused(files, tmp_path, capsys):
 def test_default_out_names_the_run_after_its_panorama_or_prompt():
     from engine.cli import default_out
 
-    assert default_out("/data/my park.jpg", None) == Path("out") / "my park"
+    assert default_out("/data/my park (2).jpg", None) == Path("out") / "my-park-2"
+    assert default_out("/data/.hidden.v2.png", None) == Path("out") / "hidden.v2"
     assert default_out(None, "Misty alpine lake at dawn, pine forest") == Path(
         "out/misty-alpine-lake-at"
     )
