@@ -12,7 +12,8 @@ Path file (JSON, ``pano4d-camera-path`` version 1)::
        {"t": 1.0, "yaw": 180, "pitch": 10, "fov": 70, "position": [0.2, 0, -0.1]}]}
 
 ``t`` runs over [0, 1] across the video (strictly increasing; the first must be 0 and the
-last 1); yaw/pitch/fov in degrees (fov optional, default 90; position optional, metres).
+last 1); yaw/pitch/fov in degrees (fov optional, default ``render --fov``, itself 90 by
+default; position optional, metres).
 Values are interpolated linearly between keyframes; yaw takes the shorter way round.
 """
 
@@ -66,7 +67,7 @@ def _number(path: Path, i: int, key: str, value, lo: float, hi: float) -> float:
     return float(value)
 
 
-def _read_keyframes(path: Path) -> list[dict]:
+def _read_keyframes(path: Path, fov_deg: float = 90.0) -> list[dict]:
     if path.exists() and not path.is_file():  # a folder, a pipe: never read (it could block)
         raise _fail(path, "not a camera path file (not a regular file)")
     try:
@@ -100,7 +101,7 @@ def _read_keyframes(path: Path) -> list[dict]:
                 "t": _number(path, i, "t", k.get("t"), 0.0, 1.0),
                 "yaw": _number(path, i, "yaw", k.get("yaw"), -3600.0, 3600.0),
                 "pitch": _number(path, i, "pitch", k.get("pitch"), -90.0, 90.0),
-                "fov": _number(path, i, "fov", k.get("fov", 90.0), 1.0, 170.0),
+                "fov": _number(path, i, "fov", k.get("fov", fov_deg), 1.0, 170.0),
                 "position": p,
             }
         )
@@ -110,10 +111,13 @@ def _read_keyframes(path: Path) -> list[dict]:
     return out
 
 
-def from_path_file(path: str | Path, n: int, size: tuple[int, int]) -> list[View]:
-    """Views interpolated from a keyframed camera path file (see the module docstring)."""
+def from_path_file(
+    path: str | Path, n: int, size: tuple[int, int], fov_deg: float = 90.0
+) -> list[View]:
+    """Views interpolated from a keyframed camera path file (see the module docstring);
+    ``fov_deg`` for the keyframes that give none."""
     path = Path(path)
-    keys = _read_keyframes(path)
+    keys = _read_keyframes(path, fov_deg)
     views = []
     for i in range(n):
         s = i / max(n - 1, 1)
@@ -145,4 +149,4 @@ def make_tour(kind: str, n: int, size: tuple[int, int], fov_deg: float = 90.0) -
         return look_around(n, size, fov_deg)
     if kind == "orbit":
         return orbit(n, size, fov_deg)
-    return from_path_file(kind, n, size)
+    return from_path_file(kind, n, size, fov_deg)

@@ -54,6 +54,14 @@ def test_path_file_interpolates_the_short_way(tmp_path):
     assert math.isclose(views[0].yaw_deg, 170)
 
 
+def test_render_fov_is_the_path_files_default_field_of_view(tmp_path):
+    p = _write(
+        tmp_path, [{"t": 0, "yaw": 0, "pitch": 0}, {"t": 1, "yaw": 90, "pitch": 0, "fov": 100}]
+    )
+    assert [v.fov_deg for v in make_tour(str(p), 3, (16, 16))] == pytest.approx([90, 95, 100])
+    assert [v.fov_deg for v in make_tour(str(p), 3, (16, 16), 60)] == pytest.approx([60, 80, 100])
+
+
 @pytest.mark.parametrize(
     "keyframes,top,match",
     [
