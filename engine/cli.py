@@ -2,8 +2,10 @@
 
 Exit codes: 0 success; 2 bad input or missing resource (one line on stderr, no traceback,
 nothing half-written; a file-system refusal on a path the user gave is one too); 130
-cancelled (Ctrl-C or SIGTERM; ``generate --resume`` continues). An
-unexpected internal error prints one line and the path of a log with the traceback (exit 1).
+cancelled (Ctrl-C or SIGTERM; ``generate --resume`` continues). Exit 1: running out of
+memory (host or GPU; one line saying what to try — not 2, since the same input can run on
+a larger machine or preset), or an unexpected internal error (one line and the path of a
+log with the traceback).
 """
 
 from __future__ import annotations
