@@ -69,7 +69,11 @@ def _nonzero(values: np.ndarray, image: _Image) -> np.ndarray:
 
 
 def _resample(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """float32 [h, w] -> [H, W]: area when shrinking, bilinear with a wrapped seam otherwise."""
+    """float32 [h, w] -> [H, W]: area when shrinking, bilinear with a wrapped seam otherwise.
+
+    Enlarging, the output rows beyond the first and last source rows' centres (half a
+    source pixel at each pole) take those rows' values: across a pole the neighbour is half a
+    turn away in longitude, and over half a pixel that changes nothing a user can see."""
     import cv2
 
     h, w = values.shape
