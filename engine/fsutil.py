@@ -20,6 +20,7 @@ the destination.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -43,6 +44,20 @@ def run_name(panorama: str | os.PathLike[str] | None, prompt: str | None) -> str
         base = "-".join(re.findall(r"[a-z0-9]+", (prompt or "").lower())[:4])
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", base).lstrip("-._")[:100].rstrip("-.")
     return name or "scene"
+
+
+def reserve(path: str | os.PathLike[str]) -> None:
+    """Allocate the disk blocks of a (sparse) file of its current length, so that writing
+    it through a memory map cannot fail later with SIGBUS; OSError ENOSPC when the disk is
+    full. A no-op where the file system cannot preallocate."""
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+        except AttributeError:  # no posix_fallocate on this platform
+            pass
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -36,7 +36,7 @@ from .depth import DepthConfig, DepthStage, PanoDepth
 from .depth.models import require_model
 from .depth.stage import ModelDepthConfig, ModelDepthStage, model_depth_config
 from .errors import InputError, ResumeMismatch
-from .fsutil import atomic_file, atomic_write_bytes, atomic_write_json, fsync_file
+from .fsutil import atomic_file, atomic_write_bytes, atomic_write_json, fsync_file, reserve
 from .gaussians import Gaussians
 from .hub import require
 from .io import (
@@ -624,6 +624,7 @@ def animate_stage(
     animator = get_animator(cfg.animator)(settings)
     t, (h, w) = cfg.animate.frames, loaded.pano.rgb.shape[:2]
     frames = np.lib.format.open_memmap(frames_path, mode="w+", dtype=np.uint8, shape=(t, h, w, 3))
+    reserve(frames_path)  # a full disk is an OSError now, not a SIGBUS when a page is written
     video = animator.run(loaded.pano, loaded.regions, progress, out=frames)
     # unmap, then fsync the file: the dirty pages stay in the OS page cache and fsync writes
     # them without holding the GIL (numpy's memmap.flush -> mmap.flush holds it: a ~110 ms

@@ -233,6 +233,7 @@ def write_splats(
         raise FormatError(f"--out for {fmt} must end with {suffix}, got {out.name}")
     g = _axes.from_world(scene.frame(frame), stored)
     comments = [f"axes {stored}", f"fps {scene.fps:g}", f"frame {frame}"]
+    out.parent.mkdir(parents=True, exist_ok=True)  # as the folder formats create theirs
     if fmt == "ply":
         write_sets(out, [g], comments)
     else:

@@ -622,3 +622,22 @@ def test_default_out_names_the_run_after_its_panorama_or_prompt():
         "out/misty-alpine-lake-at"
     )
     assert default_out(None, "…") == Path("out/scene")
+
+
+def test_a_full_disk_is_one_line_even_when_the_error_names_no_path(tmp_path):
+    """ENOSPC from a memory-mapped or buffered write carries no file name; it is still one
+    line (exit 2), and the frames checkpoint is allocated up front, so a full disk is that
+    OSError and never a SIGBUS while the animation is written."""
+    import errno
+
+    from engine.cli import path_error
+    from engine.fsutil import reserve
+
+    msg = path_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    assert msg and "free some space" in msg and "\n" not in msg
+    sparse = tmp_path / "frames.npy"
+    with open(sparse, "wb") as f:
+        f.truncate(8 << 20)
+    assert os.stat(sparse).st_blocks * 512 < 1 << 20  # sparse: nothing allocated yet
+    reserve(sparse)
+    assert os.stat(sparse).st_size == 8 << 20 and os.stat(sparse).st_blocks * 512 >= 8 << 20

@@ -287,6 +287,15 @@ def test_export_takes_the_format_from_the_suffix_and_refuses_what_it_cannot_tell
     assert not (tmp_path / "x.foo").exists() and not (tmp_path / "c.spz").exists()
 
 
+def test_a_file_export_creates_its_missing_folders(tmp_path, capsys):
+    save_scene(_scene(), tmp_path / "s")
+    for name in ("a.ply", "b.spz", "c.glb"):
+        out = tmp_path / "new" / "deeper" / name
+        assert cli.main(["export", str(tmp_path / "s"), "--out", str(out)]) == 0
+        assert open_splats(out).n_frames == 1
+    capsys.readouterr()
+
+
 def test_y_up_exports_reopen_upright_or_are_refused(tmp_path, capsys):
     """A y-up PLY or sequence records it and reopens as it was; a y-up SPZ, .splat or
     compressed PLY could not (no axes field; read as y-down) and is refused, nothing written."""
