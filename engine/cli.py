@@ -11,6 +11,7 @@ log with the traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -580,6 +581,10 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Callable] = ()) ->
     except MemoryError:
         print("error: out of memory; try --preset preview or a smaller panorama", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `info SCENE | head`: the reader has what it wanted
+        with contextlib.suppress(OSError):  # nothing more reaches the closed pipe at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:
         message = path_error(e)
         if message is None:

@@ -455,3 +455,21 @@ def test_cli_export_of_an_empty_scene_to_splat_is_one_line_and_exit_2(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "no Gaussians" in err[0], err
     assert not (tmp_path / "e.splat").exists()
+
+
+def test_info_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`info SCENE | head -c1`: the reader goes away; no traceback, no error log, exit 0."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    save_scene(_scene(), tmp_path / "s")
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "info", str(tmp_path / "s")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    p.stdout.close()  # before the interpreter has even started: every write meets EPIPE
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0 and err == "", err
