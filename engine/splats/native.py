@@ -418,6 +418,17 @@ def _read_tensors(path: Path, mmap: bool) -> dict[str, Tensor]:
         raise _fail(path, f"not a valid safetensors file ({e})") from None
 
 
+def _check_header(path: Path) -> None:
+    """FormatError unless ``path`` is a safetensors file whose header covers it exactly."""
+    if not path.is_file():
+        raise _fail(path, "missing (listed in manifest.json)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            list(f.keys())
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise _fail(path, f"not a valid safetensors file ({e})") from None
+
+
 def _load_fields(
     path: Path, n: int, k: int, dtypes: dict[str, str], mmap: bool, fields: Iterable[str]
 ) -> dict[str, Tensor]:
@@ -505,11 +516,13 @@ def _load_deltas(folder: Path, m: dict[str, Any], k: int, mmap: bool) -> list[Ga
 
 
 def scene_info(folder: PathLike) -> dict[str, Any]:
-    """The manifest plus a summary, without reading any tensor (for ``main.py info``).
+    """The manifest plus a summary, reading no tensor data (for ``main.py info``).
 
-    Adds ``path``, ``bytes_on_disk`` (manifest and listed files that exist),
-    ``missing_files``, ``duration_s`` and ``gaussians`` (static, dynamic min/max/total and
-    the largest per-frame total). Raises :class:`FormatError` for a bad manifest.
+    Adds ``path``, ``bytes_on_disk`` (manifest and listed files), ``duration_s`` and
+    ``gaussians`` (static, dynamic min/max/total and the largest per-frame total). Raises
+    :class:`FormatError` for a bad manifest, or a listed file that is missing or not a whole
+    safetensors file (its header is read: a truncated or foreign file fails), as opening
+    the scene would.
     """
     folder = Path(folder)
     path, m = _read_manifest_json(folder)
@@ -520,13 +533,14 @@ def scene_info(folder: PathLike) -> dict[str, Any]:
         rels.append(files["dynamic_shared"])
     if m.get("dynamic_encoding") == "delta":
         rels.append(files["dynamic_base"])
-    present = [folder / r for r in rels if (folder / r).is_file()]
+    for rel in rels:
+        _check_header(folder / rel)
+    present = [folder / r for r in rels]
     dyn, n_static = m["counts"]["dynamic"], m["counts"]["static"]
     return {
         **m,
         "path": str(folder),
         "bytes_on_disk": path.stat().st_size + sum(p.stat().st_size for p in present),
-        "missing_files": [r for r in rels if not (folder / r).is_file()],
         "duration_s": m["frame_count"] / m["fps"],
         "gaussians": {
             "static": n_static,

@@ -167,7 +167,7 @@ def test_bytes_on_disk_and_manifest(tmp_path):
 
     info = scene_info(folder)
     assert info["bytes_on_disk"] == n
-    assert info["frame_count"] == 3 and info["missing_files"] == []
+    assert info["frame_count"] == 3
     assert info["gaussians"] == {
         "static": 50,
         "dynamic_min": 0,
@@ -401,14 +401,22 @@ def test_load_missing_folder(tmp_path):
         load_scene(tmp_path / "nope")
 
 
-def test_scene_info_reads_only_the_manifest(tmp_path):
+def test_scene_info_refuses_a_missing_or_broken_file_as_opening_does(tmp_path):
     folder = tmp_path / "sc"
     save_scene(make_scene(), folder)
-    (folder / "dynamic/frame_0001.safetensors").write_bytes(b"garbage")
+    assert scene_info(folder)["format"] == FORMAT_NAME
+    static = folder / "static.safetensors"
+    whole = static.read_bytes()
+    for broken, what in ((whole[: len(whole) // 2], "not a valid safetensors"), (b"", "not a")):
+        static.write_bytes(broken)
+        with pytest.raises(FormatError, match=what):
+            scene_info(folder)
+        with pytest.raises(FormatError, match=what):
+            load_scene(folder)
+    static.write_bytes(whole)
     (folder / "dynamic/frame_0002.safetensors").unlink()
-    info = scene_info(folder)
-    assert info["format"] == FORMAT_NAME
-    assert info["missing_files"] == ["dynamic/frame_0002.safetensors"]
+    with pytest.raises(FormatError, match="frame_0002.safetensors: missing"):
+        scene_info(folder)
     _edit_manifest(folder, version=99)
     with pytest.raises(FormatError, match="newer Pano4D"):
         scene_info(folder)
@@ -756,7 +764,7 @@ def test_a_version_1_scene_still_opens():
         assert len(sc.dynamic[t]) == n
     assert torch.equal(sc.dynamic[0].means, sc.dynamic[1].means)  # a shared field
     assert not torch.equal(sc.dynamic[0].sh, sc.dynamic[1].sh)
-    assert scene.scene_info(folder)["missing_files"] == []
+    assert scene.scene_info(folder)["frame_count"] == m["frame_count"]
 
 
 def test_open_scene_accepts_folder_output_ply_and_sequence(tmp_path):
