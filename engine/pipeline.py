@@ -492,9 +492,33 @@ class Checkpoints:
         with atomic_file(self.path(name), suffix=".safetensors") as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in g.tensors().items()}, str(tmp))
 
+    def load_array(self, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """A saved array, memory-mapped; ResumeMismatch (one line) when it is damaged or
+        not of ``shape`` (-1: any length)."""
+        try:
+            a = np.load(self.path(name), mmap_mode="r")
+        except (OSError, ValueError) as e:
+            raise self._damaged(name, f"{type(e).__name__}: {e}") from None
+        if shape is not None and (
+            a.ndim != len(shape) or any(s not in (-1, n) for s, n in zip(shape, a.shape))
+        ):
+            raise self._damaged(name, f"shape {list(a.shape)}, expected {list(shape)}")
+        return a
+
     def load_set(self, name: str) -> Gaussians | None:
         p = self.path(name)
-        return Gaussians(**load_file(str(p))) if p.is_file() else None
+        if not p.is_file():
+            return None
+        try:
+            return Gaussians(**load_file(str(p)))
+        except Exception as e:  # safetensors' own error, a wrong or missing tensor
+            raise self._damaged(name, f"{type(e).__name__}: {e}") from None
+
+    def _damaged(self, name: str, why: str) -> ResumeMismatch:
+        return ResumeMismatch(
+            f"the checkpoint {self.dir / name} of the unfinished run is damaged ({why}); "
+            "run without --resume to start over"
+        )
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -615,14 +639,14 @@ def text_stage(
 def animate_stage(
     loaded: Loaded, cfg: GenerateConfig, ckpt: Checkpoints, progress: Progress
 ) -> PanoVideo:
-    frames_path, weight_path = ckpt.path("frames.npy"), ckpt.path("weight.npy")
+    frames_path, (h, w) = ckpt.path("frames.npy"), loaded.pano.rgb.shape[:2]
     if ckpt.done("animate"):
-        frames = np.load(frames_path, mmap_mode="r")
+        frames = ckpt.load_array("frames.npy", (-1, h, w, 3))
         progress.update(1.0, "resumed from checkpoint")
-        return PanoVideo(frames, cfg.animate.fps, np.load(weight_path))
+        return PanoVideo(frames, cfg.animate.fps, np.asarray(ckpt.load_array("weight.npy", (h, w))))
     settings = {"svd": cfg.svd, "wan": cfg.wan}.get(cfg.animator, cfg.animate)
     animator = get_animator(cfg.animator)(settings)
-    t, (h, w) = cfg.animate.frames, loaded.pano.rgb.shape[:2]
+    t = cfg.animate.frames
     frames = np.lib.format.open_memmap(frames_path, mode="w+", dtype=np.uint8, shape=(t, h, w, 3))
     reserve(frames_path)  # a full disk is an OSError now, not a SIGBUS when a page is written
     video = animator.run(loaded.pano, loaded.regions, progress, out=frames)
@@ -644,7 +668,7 @@ def depth_stage(
     to 1024 rows and resamples, keeping depth edges)."""
     size = (loaded.pano.height, loaded.pano.width)
     if ckpt.done("depth"):
-        d = np.load(ckpt.path("depth.npy"), mmap_mode="r")  # [T, H, W], or [H, W] for all
+        d = ckpt.load_array("depth.npy")  # [T, H, W], or [H, W] for all
         progress.update(1.0, "resumed from checkpoint")
         source = ckpt.state.get("depth_source", "checkpoint")
         if d.ndim == 3:

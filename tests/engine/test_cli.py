@@ -389,6 +389,29 @@ def test_resume_with_other_settings_is_refused(files, tmp_path):
         pipeline.run(inputs, pipeline.build_config("preview", frames=4), out, resume=True)
 
 
+def test_resume_from_a_damaged_checkpoint_is_one_line(files, tmp_path, capsys):
+    """frames.npy cut in half (a disk that filled, a copy that broke off): --resume says
+    which checkpoint is damaged and how to start over (exit 2), not an internal error."""
+    inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
+    out, token = tmp_path / "run", CancelToken()
+
+    def stop(stage, fraction, message):
+        if stage == "depth":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        pipeline.run(
+            inputs, pipeline.build_config("preview", frames=3), out, callback=stop, cancel=token
+        )
+    frames = out / ".pano4d" / "frames.npy"
+    frames.write_bytes(frames.read_bytes()[: frames.stat().st_size // 2])
+    argv = ["generate", str(files / "pano.png"), "--mask", str(files / "mask.png")]
+    code, err = _run([*argv, "--preset", "preview", "--frames", "3", "--out", str(out),
+                      "--resume"], capsys)  # fmt: skip
+    assert code == 2 and "frames.npy of the unfinished run is damaged" in err, err
+    assert "without --resume" in err and len(err.strip().splitlines()) == 1
+
+
 def test_main_py_subprocess_bad_input_and_help(tmp_path):
     """The real entry point: no traceback, exit 2, one line."""
     r = subprocess.run(
