@@ -744,6 +744,8 @@ def lift_stage(loaded, cfg, video: PanoVideo, depth, ckpt: Checkpoints, progress
 def save_stage(
     loaded, cfg: GenerateConfig, video: PanoVideo, scene: Scene4D, out: Path, progress: Progress
 ) -> dict:
+    for name in ("report.json", "panorama.mp4", "preview.mp4"):  # an earlier run's, if any:
+        (out / name).unlink(missing_ok=True)  # a save cut short leaves no mix of two runs
     progress.update(0.0, "writing the scene")
     nbytes = save_scene(scene, out / "scene", half=cfg.output.half)
     progress.update(0.1, "writing panorama.mp4")

@@ -412,6 +412,29 @@ def test_resume_from_a_damaged_checkpoint_is_one_line(files, tmp_path, capsys):
     assert "without --resume" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_rerun_cut_short_while_saving_leaves_no_mix_of_two_runs(files, tmp_path):
+    """An earlier run's videos and report are gone once the new run starts saving: a folder
+    cancelled then has the new scene and no report.json (unfinished), and --resume ends it."""
+    inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
+    cfg, out = pipeline.build_config("preview", frames=3), tmp_path / "run"
+    pipeline.run(inputs, cfg, out)
+    earlier = (out / "report.json").read_bytes()
+    token = CancelToken()
+
+    def stop(stage, fraction, message):
+        if stage == "save" and "panorama.mp4" in message:
+            token.cancel()
+
+    cfg2 = pipeline.build_config("preview", frames=4)
+    with pytest.raises(Cancelled):
+        pipeline.run(inputs, cfg2, out, callback=stop, cancel=token)
+    assert not (out / "report.json").exists() and not (out / "preview.mp4").exists()
+    assert load_scene(out / "scene").n_frames == 4
+    pipeline.run(inputs, cfg2, out, resume=True)
+    assert (out / "report.json").read_bytes() != earlier
+    assert json.loads((out / "report.json").read_text())["frames"] == 4
+
+
 def test_main_py_subprocess_bad_input_and_help(tmp_path):
     """The real entry point: no traceback, exit 2, one line."""
     r = subprocess.run(
