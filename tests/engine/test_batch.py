@@ -102,6 +102,20 @@ def test_a_job_without_a_name_is_named_after_its_panorama_as_a_folder_can_be(inp
     assert [j.name for j in load_jobs(path)] == ["my-park-2"]
 
 
+def test_a_ray_address_where_nothing_answers_is_one_line_at_once(inputs, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = job_file(inputs, THREE[:1])
+    out = tmp_path / "out"
+    code = cli.main(["batch", str(path), "--out", str(out), "--cluster", f"ray:127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"nothing answers at 127.0.0.1:{port}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()  # (ray.init: minutes)
+
+
 def test_an_unknown_cluster_is_one_line_and_writes_nothing(inputs, tmp_path, capsys):
     path = job_file(inputs, THREE[:1])
     code = cli.main(["batch", str(path), "--out", str(tmp_path / "out"), "--cluster", "slurm"])
