@@ -137,8 +137,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .pipeline import OPTIONS, prepare
 
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) not in (None, [])}
-    _refuse_unused(args)
-    prepared = prepare(options)
+    prepared = prepare(options)  # every option checked, as a batch job's are
     if args.out is None:
         args.out = str(default_out(args.panorama, args.prompt))
         print(f"output:   {args.out}/ (no --out given)", file=sys.stderr)
@@ -151,19 +150,6 @@ def default_out(panorama: str | None, prompt: str | None) -> Path:
     from .fsutil import run_name
 
     return Path("out") / run_name(panorama, prompt)
-
-
-def _refuse_unused(args: argparse.Namespace) -> None:
-    """Options that would do nothing with the others given are refused, not ignored."""
-    motion = [f"--{k}" for k in ("direction", "speed", "motion") if getattr(args, k) is not None]
-    if motion and not args.mask:
-        raise InputError(
-            f"{motion[0]} sets how the --mask region moves; a regions file or --region says "
-            "how each of its regions moves"
-        )
-    text = [f"--{k}" for k in ("size", "seed") if getattr(args, k) is not None]
-    if text and not args.text_model:
-        raise InputError(f"{text[0]} sets the panorama --text-model makes; give --text-model too")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +42,7 @@ from .gaussians import Gaussians
 from .hub import require
 from .io import (
     MAX_SIZE,
+    MAX_SPEED_DEG_S,
     MIN_SIZE,
     Panorama,
     Region,
@@ -229,6 +231,7 @@ def prepare(options: dict) -> tuple[Inputs, GenerateConfig]:
     ones take their defaults). Raises InputError when they are wrong or a model is missing;
     nothing is read but the models' folders."""
     opt = options.get
+    _check_region_options(opt)
     if opt("panorama") is None and not opt("text_model"):
         raise InputError(
             "give a panorama, or make one from --prompt with --text-model (a Stable Diffusion "
@@ -269,6 +272,33 @@ def prepare(options: dict) -> tuple[Inputs, GenerateConfig]:
     )
     require_models(inputs, cfg)
     return inputs, cfg
+
+
+def _check_region_options(opt: Callable) -> None:
+    """What the region options say, checked without reading a file: one source of regions
+    (none only for a panorama made from text: a still scene), the --mask motion only with
+    --mask and in range, the panorama's size and seed only with --text-model."""
+    sources = [k for k in ("mask", "regions", "region") if opt(k)]
+    if len(sources) > 1:
+        raise InputError("give one of --mask, --regions or --region, not several")
+    if not sources and opt("panorama") is not None:
+        raise InputError(
+            "nothing to animate: give a mask (--mask M), a region file (--regions R.json) or "
+            "--region 'NAME: how it moves'"
+        )
+    motion = [f"--{k}" for k in ("direction", "speed", "motion") if opt(k) is not None]
+    if motion and not opt("mask"):
+        raise InputError(
+            f"{motion[0]} sets how the --mask region moves; a regions file or --region says "
+            "how each of its regions moves"
+        )
+    for key, lo, hi in (("direction", -math.inf, math.inf), ("speed", 0.0, MAX_SPEED_DEG_S)):
+        v = opt(key)
+        if v is not None and not (math.isfinite(float(v)) and lo <= float(v) <= hi):
+            raise InputError(f"--{key} must be a finite number within {lo:g}..{hi:g}, got {v}")
+    text = [f"--{k}" for k in ("size", "seed") if opt(k) is not None]
+    if text and not opt("text_model"):
+        raise InputError(f"{text[0]} sets the panorama --text-model makes; give --text-model too")
 
 
 def require_models(inputs: Inputs, cfg: GenerateConfig) -> None:

@@ -97,6 +97,9 @@ def load_jobs(path: Path) -> list[Job]:
         defaults = data.get("defaults", {})
         if not isinstance(defaults, dict):
             raise InputError(f"{path}: 'defaults' must be an object")
+        unknown = sorted(set(defaults) - set(FIELDS) - {"name"})
+        if unknown:
+            raise InputError(f"{path}: 'defaults': unknown key(s) {', '.join(unknown)}")
         data = data.get("jobs")
     if not isinstance(data, list) or not data:
         raise InputError(f"{path}: no jobs (expected a list of jobs, or an object with 'jobs')")

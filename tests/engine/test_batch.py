@@ -39,6 +39,7 @@ def inputs(tmp_path_factory):
         m[h // 10 : h // 2, w // 10 : 9 * w // 10] = 255
         Image.fromarray(m).save(d / f"{name}.png")
     (d / "broken.png").write_bytes(b"\x89PNG not really")
+    (d / "r.json").write_text("{}")  # a region file's path (the entries using it fail first)
     return d
 
 
@@ -74,13 +75,24 @@ def test_a_job_takes_exactly_the_options_of_generate():
             {"panorama": "pano.png", "frames": "8"},
             "job 1 (pano.png): 'frames' must be a whole number, got \"8\"",
         ),
-        ({"panorama": "pano.png", "preset": "ultra"}, "unknown preset 'ultra'"),
+        ({"panorama": "pano.png", "mask": "mask.png", "preset": "ultra"}, "unknown preset 'ultra'"),
         ({"panorama": "pano.png", "sped": 3}, "job 1 (pano.png): unknown key(s) sped"),
-        ({"name": "a", "panorama": "pano.png"}, "job 1 ('a'): the name is used by job 0 too"),
-        ({"name": "../x", "panorama": "pano.png"}, "cannot name a folder"),
+        (
+            {"name": "a", "panorama": "pano.png", "mask": "mask.png"},
+            "job 1 ('a'): the name is used by job 0 too",
+        ),
+        ({"name": "../x", "panorama": "pano.png", "mask": "mask.png"}, "cannot name a folder"),
+        ({"panorama": "pano.png", "mask": "mask.png", "speed": -3}, "--speed must be a finite"),
+        ({"panorama": "pano.png", "mask": "mask.png", "speed": float("nan")}, "--speed must be"),
+        ({"panorama": "pano.png"}, "nothing to animate"),
+        ({"panorama": "pano.png", "mask": "mask.png", "regions": "r.json"}, "not several"),
+        ({"panorama": "pano.png", "regions": "r.json", "direction": 90}, "sets how the --mask"),
         ({"prompt": "a lake"}, "needs a 'panorama'"),
-        ({"panorama": "pano.png", "seg_model": "clipseg"}, "--seg-model finds regions named by"),
-        ({"panorama": "pano.png", "animator": "svd", "model": "nowhere"}, "job 1"),
+        ({"panorama": "pano.png", "mask": "mask.png", "seg_model": "clipseg"}, "--seg-model finds"),
+        (
+            {"panorama": "pano.png", "mask": "mask.png", "animator": "svd", "model": "nowhere"},
+            "job 1",
+        ),
     ],
 )
 def test_a_bad_entry_is_named_before_any_job_starts(inputs, tmp_path, capsys, entry, reason):
@@ -92,6 +104,12 @@ def test_a_bad_entry_is_named_before_any_job_starts(inputs, tmp_path, capsys, en
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: job 1")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_default_is_blamed_on_the_defaults(inputs):
+    path = job_file(inputs, THREE[:1], "defaults.json", bogus=1)
+    with pytest.raises(InputError, match="'defaults': unknown key"):
+        load_jobs(path)
 
 
 def test_a_job_without_a_name_is_named_after_its_panorama_as_a_folder_can_be(inputs):
