@@ -71,6 +71,32 @@ def _looks_like_hub_id(spec: str) -> bool:
     return len(parts) == 2 and all(parts) and not spec.startswith((".", "~", "/"))
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".gguf")
+
+
+def missing_weights(folder: Path, marker: str) -> str | None:
+    """Why ``folder`` cannot be loaded although it has ``marker``, or None: the marker is
+    not JSON, or a model in it has its config but no weight file (an interrupted download, a
+    copy of the configs alone). A diffusers pipeline (``model_index.json``) is checked per
+    component: every subfolder with a ``config.json`` (a model, not a scheduler or a
+    tokenizer) must hold weights."""
+    try:
+        json.loads((folder / marker).read_text())
+    except (OSError, ValueError) as e:
+        return f"its {marker} is not readable JSON ({type(e).__name__})"
+    models = [folder] if marker == "config.json" else [
+        sub for sub in sorted(folder.iterdir()) if (sub / "config.json").is_file()
+    ]  # fmt: skip
+    for model in models:
+        if not any(f.name.endswith(WEIGHT_SUFFIXES) for f in model.iterdir()):
+            where = "" if model == folder else f" in {model.name}/"
+            return (
+                f"no weight file{where} (*.safetensors, *.bin, ...): only configs; "
+                "is the download complete?"
+            )
+    return None
+
+
 def locate(spec: str, marker: str = "config.json") -> ModelProbe:
     """Resolve ``spec`` to a local folder that contains ``marker`` (``config.json`` for a
     transformers model, ``model_index.json`` for a diffusers pipeline).
@@ -84,6 +110,9 @@ def locate(spec: str, marker: str = "config.json") -> ModelProbe:
             return ModelProbe(spec, None, f"{spec} is a file; a model is a folder")
         if not (path / marker).is_file():
             return ModelProbe(spec, None, f"{spec} has no {marker}; is it a model folder?")
+        why = missing_weights(path, marker)
+        if why:
+            return ModelProbe(spec, None, f"{spec}: {why}")
         return ModelProbe(spec, path.resolve(), f"local folder {path.resolve()}")
     if not _looks_like_hub_id(spec):
         return ModelProbe(spec, None, f"no folder {spec}")
@@ -96,6 +125,9 @@ def locate(spec: str, marker: str = "config.json") -> ModelProbe:
         return ModelProbe(spec, None, f"{spec} is not in the Hugging Face cache ({cache})")
     if not (folder / marker).is_file():
         return ModelProbe(spec, None, f"the cached {spec} ({folder}) has no {marker}")
+    why = missing_weights(folder, marker)
+    if why:
+        return ModelProbe(spec, None, f"the cached {spec} ({folder}): {why}")
     return ModelProbe(spec, folder, f"Hugging Face cache {folder}")
 
 

@@ -39,7 +39,7 @@ from .depth.stage import ModelDepthConfig, ModelDepthStage, model_depth_config
 from .errors import InputError, ResumeMismatch
 from .fsutil import atomic_file, atomic_write_bytes, atomic_write_json, fsync_file, reserve
 from .gaussians import Gaussians
-from .hub import require
+from .hub import json_field, require
 from .io import (
     MAX_SIZE,
     MAX_SPEED_DEG_S,
@@ -56,6 +56,7 @@ from .io import (
 )
 from .lift.optimize import LiftConfig, Lifter
 from .lift.raster import has_gsplat, render_view
+from .lift.regularizers import SEM_FALLBACK
 from .metrics import (
     loop_discontinuity,
     peak_rss_mb,
@@ -166,7 +167,13 @@ def build_config(
             "and gsplat, which are not available here; use --preset standard (or 4k) on the CPU"
         )
     if dino_model is not None:  # L_sem (eq. 5); checked now, before anything is written
-        require(dino_model, "config.json", "DINOv2", "drop --dino-model to lift without L_sem")
+        found = require(dino_model, "config.json", "DINOv2", SEM_FALLBACK)
+        kind = json_field(found / "config.json", "model_type")
+        if kind != "dinov2":
+            raise InputError(
+                f"--dino-model {dino_model} is a {kind or 'model of unknown type'}, not DINOv2 "
+                f"(model_type 'dinov2'); {SEM_FALLBACK}"
+            )
         regs = dataclasses.replace(parts["lift"].regularizers, dino_model=dino_model)
         parts["lift"] = dataclasses.replace(parts["lift"], regularizers=regs)
     if animator not in ANIMATOR_NAMES:

@@ -44,7 +44,7 @@ from .raster import Render, Roi, render_view
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SEM_FALLBACK = "leave dino_model unset to lift without L_sem"
+SEM_FALLBACK = "drop --dino-model to lift without L_sem"
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,7 @@ def test_probe_reports_where_it_looked(tmp_path, dpt_folder):
     assert not cached.available and "cache" in cached.reason
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (tmp_path / "other" / "model.safetensors").write_bytes(b"")  # weights of the wrong kind
     other = probe(str(tmp_path / "other"))
     assert not other.available and "not a depth model" in other.reason
     # a DPT of the wrong kind (e.g. Intel/dpt-large-ade, a segmentation head): refused with
@@ -196,6 +197,7 @@ def test_probe_reports_where_it_looked(tmp_path, dpt_folder):
     config = json.loads((dpt_folder / "config.json").read_text())
     config["architectures"] = ["DPTForSemanticSegmentation"]
     (seg / "config.json").write_text(json.dumps(config))
+    (seg / "model.safetensors").write_bytes(b"")
     wrong = probe(str(seg))
     assert not wrong.available and "DPTForSemanticSegmentation" in wrong.reason
     with pytest.raises(InputError, match="not a depth-estimation model"):

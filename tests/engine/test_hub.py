@@ -12,9 +12,29 @@ from engine.errors import InputError
 
 def test_local_folder_with_marker(tmp_path):
     (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"")
     probe = hub.locate(str(tmp_path))
     assert probe.available and probe.path == tmp_path.resolve()
     assert "local folder" in probe.reason
+
+
+def test_configs_without_weights_or_a_broken_config_are_not_a_model(tmp_path):
+    """An interrupted download, or the configs copied alone: refused where it is looked up,
+    before anything runs, saying why."""
+    (tmp_path / "config.json").write_text('{"model_type": "dinov2"}')
+    probe = hub.locate(str(tmp_path))
+    assert not probe.available and "no weight file" in probe.reason
+    (tmp_path / "config.json").write_text("{")
+    assert "not readable JSON" in hub.locate(str(tmp_path)).reason
+    pipe = tmp_path / "pipe"
+    for sub, name in (("unet", "config.json"), ("scheduler", "scheduler_config.json")):
+        (pipe / sub).mkdir(parents=True)
+        (pipe / sub / name).write_text("{}")
+    (pipe / "model_index.json").write_text('{"_class_name": "StableVideoDiffusionPipeline"}')
+    probe = hub.locate(str(pipe), marker="model_index.json")
+    assert not probe.available and "in unet/" in probe.reason
+    (pipe / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    assert hub.locate(str(pipe), marker="model_index.json").available  # schedulers have none
 
 
 def test_local_folder_without_marker_and_file(tmp_path):
@@ -33,6 +53,7 @@ def test_hub_id_found_in_cache(tmp_path, monkeypatch):
     snap = repo / "snapshots" / rev
     snap.mkdir(parents=True)
     (snap / "config.json").write_text(json.dumps({"model_type": "dpt"}))
+    (snap / "model.safetensors").write_bytes(b"")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(rev)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -189,6 +189,17 @@ def test_generate_with_missing_dino_model_exit_2(tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("error: no DINOv2 weights")
     assert "nowhere" in lines[0] and "drop --dino-model" in lines[0]
     assert not out.exists()
+    # configs without weights, or weights of another kind: refused as early, nothing written
+    wrong = tmp_path / "bert"
+    wrong.mkdir()
+    (wrong / "config.json").write_text('{"model_type": "bert"}')
+    for reason in ("no weight file", "is a bert, not DINOv2"):
+        argv = _cli_inputs(tmp_path) + ["--dino-model", str(wrong), "--out", str(out)]
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and reason in err[0] and "drop --dino-model" in err[0], err
+        assert not out.exists()
+        (wrong / "model.safetensors").write_bytes(b"")
 
 
 def test_pearson_loss_is_scale_free_for_small_depth_differences():
