@@ -149,4 +149,8 @@ def make_tour(kind: str, n: int, size: tuple[int, int], fov_deg: float = 90.0) -
         return look_around(n, size, fov_deg)
     if kind == "orbit":
         return orbit(n, size, fov_deg)
+    if not Path(kind).exists() and Path(kind).suffix.lower() != ".json":
+        raise InputError(
+            f"--tour {kind}: not a tour (look-around, orbit) nor a camera path file (.json)"
+        )
     return from_path_file(kind, n, size, fov_deg)

@@ -92,6 +92,8 @@ def load_panorama(path: _PATHLIKE) -> Panorama:
         if colour.shape[2] == 1:
             colour = np.repeat(colour, 3, axis=2)
         rgb, note = _tonemap(colour)
+        if note.startswith(NO_FINITE):
+            _fail(path, "float image has no finite colour (every sample is NaN or infinite)")
         notes.append(note)
         if image.has_alpha and not image.premultiplied and not np.all(data[:, :, -1] == 1.0):
             notes.append("alpha ignored (float colour taken as premultiplied)")
@@ -166,6 +168,9 @@ def tonemap_linear(linear: np.ndarray) -> np.ndarray:
     return _tonemap(np.asarray(linear, dtype=np.float32))[0]
 
 
+NO_FINITE = "no finite sample"
+
+
 def _tonemap(linear: np.ndarray) -> tuple[np.ndarray, str]:
     h = linear.shape[0]
     # pass 1: sanitise statistics (non-finite, negative) and the exposure from the median
@@ -201,6 +206,8 @@ def _tonemap(linear: np.ndarray) -> tuple[np.ndarray, str]:
             mapped <= 0.0031308, 12.92 * mapped, 1.055 * np.power(mapped, 1.0 / 2.4) - 0.055
         )
         out[y : y + _CHUNK_ROWS] = np.floor(np.clip(encoded, 0.0, 1.0) * 255.0 + 0.5)
+    if n_bad == linear.size:
+        return out, NO_FINITE
     note = f"tone-mapped (median luminance to 0.18: exposure x{exposure:.4g}, ACES fit, sRGB)"
     if n_bad or n_neg:
         note += f", {n_bad} non-finite and {n_neg} negative samples clamped"

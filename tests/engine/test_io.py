@@ -255,6 +255,15 @@ def test_exr_nan_inf_negative_are_handled(tmp_path):
     assert "non-finite" in pano.source
 
 
+def test_a_float_panorama_with_no_finite_colour_is_refused(tmp_path):
+    lin = ramp_linear()
+    lin[:] = np.nan
+    lin[0, 0] = np.inf  # not finite either
+    expect_input_error(
+        load_panorama, write_exr(tmp_path / "nan.exr", {"RGB": lin}), mentions="no finite colour"
+    )
+
+
 def test_exr_luminance_only(tmp_path):
     lin = ramp_linear()[..., 0]
     pano = load_panorama(write_exr(tmp_path / "y.exr", {"Y": lin}))

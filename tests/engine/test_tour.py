@@ -54,6 +54,13 @@ def test_path_file_interpolates_the_short_way(tmp_path):
     assert math.isclose(views[0].yaw_deg, 170)
 
 
+def test_an_unknown_tour_names_the_tours_there_are():
+    with pytest.raises(InputError, match="not a tour \\(look-around, orbit\\)"):
+        make_tour("spiral", 3, (16, 16))
+    with pytest.raises(InputError, match="camera path file not found"):
+        make_tour("mine.json", 3, (16, 16))
+
+
 def test_render_fov_is_the_path_files_default_field_of_view(tmp_path):
     p = _write(
         tmp_path, [{"t": 0, "yaw": 0, "pitch": 0}, {"t": 1, "yaw": 90, "pitch": 0, "fov": 100}]
