@@ -138,9 +138,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) not in (None, [])}
     prepared = prepare(options)  # every option checked, as a batch job's are
-    if args.out is None:
+    if args.out is None:  # the summary at the end names it
         args.out = str(default_out(args.panorama, args.prompt))
-        print(f"output:   {args.out}/ (no --out given)", file=sys.stderr)
     return _generate(args, *prepared)
 
 
@@ -243,7 +242,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             "bounds": {"min": lo, "max": hi},
             "bytes_on_disk": tree_size(args.scene),
         }
-    print(json.dumps(info, indent=2, default=str))
+    try:
+        print(json.dumps(info, indent=2, default=str), flush=True)
+    except BrokenPipeError:  # `info SCENE | head`: the reader has what it wanted
+        with contextlib.suppress(OSError):  # nothing more reaches the closed pipe at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -567,10 +570,6 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Callable] = ()) ->
     except MemoryError:
         print("error: out of memory; try --preset preview or a smaller panorama", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `info SCENE | head`: the reader has what it wanted
-        with contextlib.suppress(OSError):  # nothing more reaches the closed pipe at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except OSError as e:
         message = path_error(e)
         if message is None:

@@ -260,15 +260,27 @@ def test_bad_input_one_line_exit_2_nothing_written(case, files, tmp_path, capsys
     assert not (tmp_path / "out").exists()
 
 
+def test_bad_input_without_out_is_one_line_and_makes_no_out_folder(
+    files, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    code, err = _run(
+        ["generate", str(files / "noise.jpg"), "--mask", str(files / "mask.png")], capsys
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_generate_end_to_end(files, tmp_path, capsys, monkeypatch):
-    """Without --out the run goes to out/NAME (NAME: the panorama's file name) and says so."""
+    """Without --out the run goes to out/NAME (NAME: the panorama's file name), as the
+    summary says."""
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out" / "pano"
-    code, err = _run(
-        ["generate", str(files / "pano.png"), "--mask", str(files / "mask.png"), *TINY], capsys
-    )
+    code = cli.main(["generate", str(files / "pano.png"), "--mask", str(files / "mask.png"), *TINY])
+    captured = capsys.readouterr()
+    err = captured.err
     assert code == 0, err
-    assert f"output:   {Path('out') / 'pano'}/ (no --out given)" in err
+    assert f"scene:    {Path('out') / 'pano' / 'scene'}" in captured.out
     report = json.loads((out / "report.json").read_text())
     assert report["static_max_error"] == 0
     assert report["gaussians_static"] > 0 and report["gaussians_dynamic_per_frame"] > 0

@@ -100,6 +100,40 @@ def test_software_egl_devices_are_passed_over_for_hardware_ones():
     assert hardware_devices([llvmpipe]) == []
 
 
+def test_a_display_that_gives_no_context_falls_through_to_the_next(monkeypatch):
+    """A first display whose context fails inside EGL (PyOpenGL raises EGLError: a GLES-only
+    or broken driver) is passed over for the next one; the reason is kept if all fail."""
+    from OpenGL import EGL
+    from OpenGL.error import GLError
+
+    from viewer.gl import context as egl
+
+    real_candidates, real_create = egl._candidate_displays, egl.EGLContext._create
+    calls = []
+
+    def candidates():
+        dpy, _ = next(iter(real_candidates()))
+        yield dpy, "broken"  # the same display, but its context creation fails below
+        yield from real_candidates()
+
+    def create(self, major, minor, debug):
+        calls.append(self.display_kind)
+        if self.display_kind == "broken":
+            raise GLError(err=EGL.EGL_BAD_MATCH, result=0, baseOperation="eglCreateContext")
+        return real_create(self, major, minor, debug)
+
+    monkeypatch.setattr(egl, "_candidate_displays", candidates)
+    monkeypatch.setattr(egl.EGLContext, "_create", create)
+    ctx = egl.EGLContext()
+    try:
+        assert calls[0] == "broken" and ctx.display_kind != "broken" and "4." in ctx.version_string
+    finally:
+        ctx.close()
+    monkeypatch.setattr(egl, "_candidate_displays", lambda: iter([next(candidates())]))
+    with pytest.raises(egl.GLUnavailableError, match="broken: GLError"):
+        egl.EGLContext()
+
+
 def test_the_context_is_on_a_gpu_device_when_egl_lists_one():
     """Mesa here lists only its software device, so the context is on the surfaceless
     display; where EGL lists a hardware device (a GPU) the context must be on it."""

@@ -138,6 +138,21 @@ def _initialise(dpy, kind: str):
     return maj.value, mnr.value
 
 
+def _create_context(dpy, config, attribs):
+    """eglCreateContext, EGL_NO_CONTEXT on failure (PyOpenGL raises EGLError for it)."""
+    from OpenGL import EGL
+
+    try:
+        return EGL.eglCreateContext(dpy, config, EGL.EGL_NO_CONTEXT, attribs)
+    except Exception:
+        return EGL.EGL_NO_CONTEXT
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}"
+
+
 class EGLContext:
     """An OpenGL core context (>= 4.3) on a display with no window system (see above).
 
@@ -159,12 +174,9 @@ class EGLContext:
                 self.display, self.display_kind = dpy, kind
                 self._create(major, minor, debug)
                 return
-            except GLUnavailableError as e:
-                failed.append(str(e) if str(e).startswith(kind) else f"{kind}: {e}")
+            except Exception as e:  # GLUnavailableError, or PyOpenGL's EGLError: the next one
+                failed.append(str(e) if str(e).startswith(kind) else f"{kind}: {_one_line(e)}")
                 self.close()
-            except BaseException:
-                self.close()
-                raise
         raise GLUnavailableError("no EGL display gave a context (" + "; ".join(failed) + ")")
 
     def _create(self, major: int, minor: int, debug: bool) -> None:
@@ -202,10 +214,10 @@ class EGLContext:
             ctx_attribs += [EGL.EGL_CONTEXT_OPENGL_DEBUG, EGL.EGL_TRUE]
         ctx_attribs.append(EGL.EGL_NONE)
         arr = (EGL.EGLint * len(ctx_attribs))(*ctx_attribs)
-        ctx = EGL.eglCreateContext(dpy, config, EGL.EGL_NO_CONTEXT, arr)
+        ctx = _create_context(dpy, config, arr)
         if (not ctx or ctx == EGL.EGL_NO_CONTEXT) and (major, minor) > MIN_VERSION:
             arr[1], arr[3] = MIN_VERSION
-            ctx = EGL.eglCreateContext(dpy, config, EGL.EGL_NO_CONTEXT, arr)
+            ctx = _create_context(dpy, config, arr)
         if not ctx or ctx == EGL.EGL_NO_CONTEXT:
             raise _egl_error(f"eglCreateContext (OpenGL {major}.{minor} core)")
         self.context = ctx
