@@ -607,7 +607,7 @@ DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 def path_error(e: OSError) -> str | None:
     """A one-line message for a file-system refusal on a named path, or for a full disk
     (whose errors often name no path), else None."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT) and e.filename is None:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and e.filename is None:
         return (
             f"{os.strerror(e.errno)} while writing the output; free some space (or choose "
             "another output folder) and run the same command again (generate: with --resume)"

@@ -46,6 +46,24 @@ def run_name(panorama: str | os.PathLike[str] | None, prompt: str | None) -> str
     return name or "scene"
 
 
+@contextlib.contextmanager
+def parents_made(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Create the missing folders above ``path`` for the block; remove those it made when
+    the block fails (nothing half-written: not even an empty folder)."""
+    missing, p = [], Path(path).parent
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
 def reserve(path: str | os.PathLike[str]) -> None:
     """Allocate the disk blocks of a (sparse) file of its current length, so that writing
     it through a memory map cannot fail later with SIGBUS; OSError ENOSPC when the disk is
@@ -54,7 +72,7 @@ def reserve(path: str | os.PathLike[str]) -> None:
         try:
             os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise
         except AttributeError:  # no posix_fallocate on this platform
             pass

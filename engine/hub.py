@@ -81,14 +81,17 @@ def missing_weights(folder: Path, marker: str) -> str | None:
     component: every subfolder with a ``config.json`` (a model, not a scheduler or a
     tokenizer) must hold weights."""
     try:
-        json.loads((folder / marker).read_text())
+        doc = json.loads((folder / marker).read_text())
     except (OSError, ValueError) as e:
         return f"its {marker} is not readable JSON ({type(e).__name__})"
-    models = [folder] if marker == "config.json" else [
-        sub for sub in sorted(folder.iterdir()) if (sub / "config.json").is_file()
-    ]  # fmt: skip
+    if marker == "config.json":
+        models = [folder]
+    else:  # the components model_index.json lists that are models (they have a config.json)
+        listed = [k for k, v in doc.items() if not k.startswith("_") and isinstance(v, list)]
+        models = [folder / k for k in listed if (folder / k / "config.json").is_file()]
     for model in models:
-        if not any(f.name.endswith(WEIGHT_SUFFIXES) for f in model.iterdir()):
+        weights = (f for f in model.rglob("*") if f.name.endswith(WEIGHT_SUFFIXES))
+        if not any(f.is_file() for f in weights):  # a dangling cache link is no file
             where = "" if model == folder else f" in {model.name}/"
             return (
                 f"no weight file{where} (*.safetensors, *.bin, ...): only configs; "

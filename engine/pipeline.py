@@ -535,11 +535,11 @@ class Checkpoints:
         try:
             a = np.load(self.path(name), mmap_mode="r")
         except (OSError, ValueError) as e:
-            raise self._damaged(name, f"{type(e).__name__}: {e}") from None
+            raise self.damaged(name, f"{type(e).__name__}: {e}") from None
         if shape is not None and (
             a.ndim != len(shape) or any(s not in (-1, n) for s, n in zip(shape, a.shape))
         ):
-            raise self._damaged(name, f"shape {list(a.shape)}, expected {list(shape)}")
+            raise self.damaged(name, f"shape {list(a.shape)}, expected {list(shape)}")
         return a
 
     def load_set(self, name: str) -> Gaussians | None:
@@ -549,9 +549,9 @@ class Checkpoints:
         try:
             return Gaussians(**load_file(str(p)))
         except Exception as e:  # safetensors' own error, a wrong or missing tensor
-            raise self._damaged(name, f"{type(e).__name__}: {e}") from None
+            raise self.damaged(name, f"{type(e).__name__}: {e}") from None
 
-    def _damaged(self, name: str, why: str) -> ResumeMismatch:
+    def damaged(self, name: str, why: str) -> ResumeMismatch:
         return ResumeMismatch(
             f"the checkpoint {self.dir / name} of the unfinished run is damaged ({why}); "
             "run without --resume to start over"
@@ -680,7 +680,7 @@ def animate_stage(
     if ckpt.done("animate"):
         frames = ckpt.load_array("frames.npy", (-1, h, w, 3))
         progress.update(1.0, "resumed from checkpoint")
-        return PanoVideo(frames, cfg.animate.fps, np.asarray(ckpt.load_array("weight.npy", (h, w))))
+        return PanoVideo(frames, cfg.animate.fps, np.array(ckpt.load_array("weight.npy", (h, w))))
     settings = {"svd": cfg.svd, "wan": cfg.wan}.get(cfg.animator, cfg.animate)
     animator = get_animator(cfg.animator)(settings)
     t = cfg.animate.frames
@@ -706,6 +706,10 @@ def depth_stage(
     size = (loaded.pano.height, loaded.pano.width)
     if ckpt.done("depth"):
         d = ckpt.load_array("depth.npy")  # [T, H, W], or [H, W] for all
+        if d.shape[-2:] != size or d.ndim not in (2, 3):
+            raise ckpt.damaged(
+                "depth.npy", f"shape {list(d.shape)}, expected [T, {size[0]}, {size[1]}]"
+            )
         progress.update(1.0, "resumed from checkpoint")
         source = ckpt.state.get("depth_source", "checkpoint")
         if d.ndim == 3:

@@ -108,7 +108,7 @@ def load_jobs(path: Path) -> list[Job]:
         try:
             if not isinstance(entry, dict):
                 raise InputError("must be an object")
-            spec = _checked({**defaults, **entry}, path.parent)
+            spec = _checked({**_applying(defaults, entry), **entry}, path.parent)
         except InputError as e:
             raise InputError(f"job {i}{_label(entry)}: {e}") from None
         jobs.append(Job(i, spec["name"], spec))
@@ -121,6 +121,23 @@ def load_jobs(path: Path) -> list[Job]:
             )
         seen[job.name] = job.index
     return jobs
+
+
+MASK_ONLY = ("direction", "speed", "motion")  # how a --mask region moves
+TEXT_ONLY = ("size", "seed")  # the panorama --text-model makes
+
+
+def _applying(defaults: dict, entry: dict) -> dict:
+    """The defaults that apply to this job: the --mask motion only to a job with a mask, the
+    text model's size and seed only to a job that makes its panorama (a job's own keys are
+    checked as generate checks its options)."""
+    merged = {**defaults, **entry}
+    return {
+        k: v
+        for k, v in defaults.items()
+        if not (k in MASK_ONLY and "mask" not in merged)
+        and not (k in TEXT_ONLY and "text_model" not in merged)
+    }
 
 
 def _label(entry) -> str:

@@ -91,20 +91,21 @@ def _task(spec: dict, out: str, batch_id: str, resume: bool, board, shared: bool
     return result
 
 
-def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
-    """InputError (one line) unless something accepts a connection at a HOST:PORT cluster
-    address; ray.init would otherwise wait for minutes. "auto", "local" and None pass."""
-    if not address or address in ("auto", "local"):
+def check_reachable(address: str, what: str, timeout_s: float = 5.0) -> None:
+    """InputError (one line, starting with ``what``) unless something accepts a connection
+    at a HOST:PORT cluster address; ray.init would otherwise wait for minutes. "auto" and
+    "local" pass."""
+    if address in ("auto", "local"):
         return
     hostport = address.split("://", 1)[-1]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise InputError(f"--cluster ray:{address}: expected HOST:PORT (e.g. 10.0.0.5:6379)")
+        raise InputError(f"{what}: expected HOST:PORT (e.g. 10.0.0.5:6379)")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as e:
         raise InputError(
-            f"--cluster ray:{address}: nothing answers at {host}:{port} ({e.strerror or e}); "
+            f"{what}: nothing answers at {host}:{port} ({e.strerror or e}); "
             "is `ray start --head` running there?"
         ) from None
 
@@ -123,7 +124,11 @@ class RayExecutor:
     ) -> None:
         ray = self.ray = _ray()
         if not ray.is_initialized():  # start a local cluster, or join ADDRESS / RAY_ADDRESS
-            check_reachable(address or os.environ.get("RAY_ADDRESS"))
+            if address:
+                check_reachable(address, f"--cluster ray:{address}")
+            elif os.environ.get("RAY_ADDRESS"):
+                env = os.environ["RAY_ADDRESS"]
+                check_reachable(env, f"--cluster ray (RAY_ADDRESS={env})")
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
             except (ValueError, ConnectionError) as e:

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 from ..errors import FormatError, InputError
-from ..fsutil import atomic_dir, check_replaceable, first_gap
+from ..fsutil import atomic_dir, check_replaceable, first_gap, parents_made
 from ..gaussians import Gaussians
 from ..progress import Progress, ProgressCallback
 from . import axes as _axes
@@ -233,14 +233,14 @@ def write_splats(
         raise FormatError(f"--out for {fmt} must end with {suffix}, got {out.name}")
     g = _axes.from_world(scene.frame(frame), stored)
     comments = [f"axes {stored}", f"fps {scene.fps:g}", f"frame {frame}"]
-    out.parent.mkdir(parents=True, exist_ok=True)  # as the folder formats create theirs
-    if fmt == "ply":
-        write_sets(out, [g], comments)
-    else:
-        from importlib import import_module
+    with parents_made(out):  # as the folder formats create theirs
+        if fmt == "ply":
+            write_sets(out, [g], comments)
+        else:
+            from importlib import import_module
 
-        module = import_module(f"{__name__}.{fmt.replace('-', '_')}")
-        getattr(module, f"write_{fmt.replace('-', '_')}")(out, g)
+            module = import_module(f"{__name__}.{fmt.replace('-', '_')}")
+            getattr(module, f"write_{fmt.replace('-', '_')}")(out, g)
     return [out]
 
 

@@ -106,6 +106,20 @@ def test_a_bad_entry_is_named_before_any_job_starts(inputs, tmp_path, capsys, en
     assert not (tmp_path / "out").exists()
 
 
+def test_mask_and_text_defaults_apply_to_the_jobs_they_fit(inputs):
+    """A default --mask motion goes to the jobs with a mask, not to a regions job (which it
+    would make refused); a job's own misplaced key is still refused."""
+    jobs = [
+        {"name": "a", "panorama": "pano.png", "mask": "mask.png"},
+        {"name": "b", "panorama": "pano.png", "regions": "r.json"},
+    ]
+    a, b = load_jobs(job_file(inputs, jobs, "fit.json", speed=3, seed=4))
+    assert a.spec["speed"] == 3 and "speed" not in b.spec and "seed" not in a.spec
+    jobs[1]["speed"] = 3
+    with pytest.raises(InputError, match="job 1 \\('b'\\): --speed sets how the --mask"):
+        load_jobs(job_file(inputs, jobs, "own.json"))
+
+
 def test_an_unknown_default_is_blamed_on_the_defaults(inputs):
     path = job_file(inputs, THREE[:1], "defaults.json", bogus=1)
     with pytest.raises(InputError, match="'defaults': unknown key"):

@@ -447,6 +447,27 @@ def test_a_rerun_cut_short_while_saving_leaves_no_mix_of_two_runs(files, tmp_pat
     assert json.loads((out / "report.json").read_text())["frames"] == 4
 
 
+def test_the_frames_checkpoint_is_allocated_before_the_animation_is_written(
+    files, tmp_path, monkeypatch
+):
+    """So that a full disk is an OSError (one line) and not a SIGBUS in the memory map."""
+    calls = []
+    real = pipeline.reserve
+    monkeypatch.setattr(pipeline, "reserve", lambda p: (calls.append(Path(p).name), real(p)))
+    inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
+    token = CancelToken()
+
+    def stop(stage, fraction, message):
+        if stage == "animate" and fraction > 0:
+            assert calls == ["frames.npy"]  # before the animator has written a frame
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        pipeline.run(inputs, pipeline.build_config("preview", frames=3), tmp_path / "r",
+                     callback=stop, cancel=token)  # fmt: skip
+    assert calls == ["frames.npy"]
+
+
 def test_main_py_subprocess_bad_input_and_help(tmp_path):
     """The real entry point: no traceback, exit 2, one line."""
     r = subprocess.run(

@@ -30,10 +30,18 @@ def test_configs_without_weights_or_a_broken_config_are_not_a_model(tmp_path):
     for sub, name in (("unet", "config.json"), ("scheduler", "scheduler_config.json")):
         (pipe / sub).mkdir(parents=True)
         (pipe / sub / name).write_text("{}")
-    (pipe / "model_index.json").write_text('{"_class_name": "StableVideoDiffusionPipeline"}')
+    (pipe / "stray").mkdir()  # not a component of the pipeline: not looked at
+    (pipe / "stray" / "config.json").write_text("{}")
+    index = {"_class_name": "StableVideoDiffusionPipeline", "unet": ["diffusers", "UNet"],
+             "scheduler": ["diffusers", "EulerDiscreteScheduler"]}  # fmt: skip
+    (pipe / "model_index.json").write_text(json.dumps(index))
     probe = hub.locate(str(pipe), marker="model_index.json")
     assert not probe.available and "in unet/" in probe.reason
-    (pipe / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    (pipe / "unet" / "diffusion_pytorch_model.safetensors").symlink_to(tmp_path / "gone")
+    assert not hub.locate(str(pipe), marker="model_index.json").available  # a dangling link
+    (pipe / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    (pipe / "unet" / "fp16").mkdir()  # weights one folder down, as some repositories keep them
+    (pipe / "unet" / "fp16" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"")
     assert hub.locate(str(pipe), marker="model_index.json").available  # schedulers have none
 
 

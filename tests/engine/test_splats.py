@@ -288,6 +288,11 @@ def test_export_takes_the_format_from_the_suffix_and_refuses_what_it_cannot_tell
 
 
 def test_a_file_export_creates_its_missing_folders(tmp_path, capsys):
+    """... and removes them again when the write is refused (nothing half-written)."""
+    empty = Scene4D(_set(0), [_set(0)], 8.0, {})
+    with pytest.raises(FormatError, match="nothing to write"):
+        write_splats(empty, tmp_path / "gone" / "deeper" / "e.splat", "splat")
+    assert not (tmp_path / "gone").exists()
     save_scene(_scene(), tmp_path / "s")
     for name in ("a.ply", "b.spz", "c.glb"):
         out = tmp_path / "new" / "deeper" / name
