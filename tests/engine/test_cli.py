@@ -384,9 +384,9 @@ def test_cancel_then_resume(files, tmp_path):
     ]
 
 
-def test_resume_with_other_settings_is_refused(files, tmp_path):
+def _stopped_at_depth(files, out):
+    """A 3-frame preview run cancelled as its depth stage starts: (its inputs, ``out``)."""
     inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
-    out = tmp_path / "run"
     token = CancelToken()
 
     def stop(stage, fraction, message):
@@ -397,6 +397,11 @@ def test_resume_with_other_settings_is_refused(files, tmp_path):
         pipeline.run(
             inputs, pipeline.build_config("preview", frames=3), out, callback=stop, cancel=token
         )
+    return inputs, out
+
+
+def test_resume_with_other_settings_is_refused(files, tmp_path):
+    inputs, out = _stopped_at_depth(files, tmp_path / "run")
     with pytest.raises(Exception, match="other inputs or settings"):
         pipeline.run(inputs, pipeline.build_config("preview", frames=4), out, resume=True)
 
@@ -404,17 +409,7 @@ def test_resume_with_other_settings_is_refused(files, tmp_path):
 def test_resume_from_a_damaged_checkpoint_is_one_line(files, tmp_path, capsys):
     """frames.npy cut in half (a disk that filled, a copy that broke off): --resume says
     which checkpoint is damaged and how to start over (exit 2), not an internal error."""
-    inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
-    out, token = tmp_path / "run", CancelToken()
-
-    def stop(stage, fraction, message):
-        if stage == "depth":
-            token.cancel()
-
-    with pytest.raises(Cancelled):
-        pipeline.run(
-            inputs, pipeline.build_config("preview", frames=3), out, callback=stop, cancel=token
-        )
+    _, out = _stopped_at_depth(files, tmp_path / "run")
     frames = out / ".pano4d" / "frames.npy"
     frames.write_bytes(frames.read_bytes()[: frames.stat().st_size // 2])
     argv = ["generate", str(files / "pano.png"), "--mask", str(files / "mask.png")]
