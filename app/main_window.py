@@ -1146,10 +1146,16 @@ class MainWindow(QMainWindow):
         if scene is None or self._running():
             return False
         dest = Path(path)
-        if kind == "ply":  # a picked folder holding the user's files gets a subfolder
-            from engine.splats import sequence_folder
+        if kind in ("ply", "scene"):  # a picked folder holding the user's files: a subfolder
+            from engine.splats import scene_folder, sequence_folder
 
-            dest = sequence_folder(dest, self._scene_name())
+            pick = sequence_folder if kind == "ply" else scene_folder
+            try:
+                dest = pick(dest, self._scene_name())
+                self._outside_shown_scene(dest)
+            except InputError as e:
+                dialogs.error(self, "Cannot export", str(e))
+                return False
         task = self._export_task(kind, scene, dest)
         if task is None:
             dialogs.error(self, "Cannot export", f"no {EXPORTS[kind].rstrip('…')} for this scene")
@@ -1162,6 +1168,15 @@ class MainWindow(QMainWindow):
             ("Export failed", "Export failed"),
             cancelled="Export cancelled",
         )
+
+    def _outside_shown_scene(self, dest: Path) -> None:
+        """InputError when ``dest`` is the shown scene's folder or inside it (replacing it
+        would destroy what is being copied)."""
+        if self.scene_path is None:
+            return
+        src, dest = self.scene_path.resolve(), dest.resolve()
+        if dest == src or src in dest.parents:
+            raise InputError(f"{dest} is the scene shown, or inside it; choose another folder")
 
     def _scene_name(self) -> str:
         """A name for the shown scene: its run folder's (``RUN/scene``), else its own."""

@@ -174,22 +174,33 @@ def sequence_folder(chosen: str | Path, name: str) -> Path:
     """Where a PLY sequence goes when a user picks folder ``chosen``: the folder itself when
     it is empty, new, or holds an earlier sequence (frame_*.ply only); else a new subfolder
     ``{name} PLY`` in it (numbered when taken), so nothing of the user's is replaced."""
+    return _free_folder(
+        chosen, f"{name} PLY", "the PLY sequence", lambda f: check_replaceable(f, "frame_", ".ply")
+    )
+
+
+def scene_folder(chosen: str | Path, name: str) -> Path:
+    """Where a native scene goes when a user picks folder ``chosen``: the folder itself when
+    it is empty, new, or an earlier Pano4D scene; else a new subfolder ``{name} scene`` in
+    it (numbered when taken), so nothing of the user's is replaced."""
+    from .native import _check_replaceable
+
+    return _free_folder(chosen, f"{name} scene", "the scene", _check_replaceable)
+
+
+def _free_folder(chosen: str | Path, sub: str, what: str, check) -> Path:
     chosen = Path(chosen)
-    candidates = [
-        chosen,
-        chosen / f"{name} PLY",
-        *(chosen / f"{name} PLY {i}" for i in range(2, 100)),
-    ]
+    candidates = [chosen, chosen / sub, *(chosen / f"{sub} {i}" for i in range(2, 100))]
     if os.path.ismount(chosen):  # a drive's root cannot be swapped for a new folder
         candidates = candidates[1:]
     for folder in candidates:
         try:
-            check_replaceable(folder, "frame_", ".ply")
+            check(folder)
         except InputError:
             continue
         if not folder.exists() or folder.is_dir():
             return folder
-    raise InputError(f"{chosen}: no free folder for the PLY sequence in it")
+    raise InputError(f"{chosen}: no free folder for {what} in it")
 
 
 def write_splats(

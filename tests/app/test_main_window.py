@@ -637,6 +637,23 @@ def test_exports_match_the_engine_readers(win, qtbot, result_dir, tmp_path, dial
         wait_job(qtbot, win)
         assert dest.read_bytes() == (out / name).read_bytes()
 
+    # a picked folder of the user's files gets the scene in a subfolder; the shown scene
+    # itself cannot be the destination
+    assert win.export_to("scene", docs)
+    wait_job(qtbot, win)
+    assert load_scene(docs / f"{out.name} scene").n_frames == scene.n_frames
+    assert (docs / "letter.txt").read_text() == "mine"
+    own = tmp_path / "own"  # a copy of the result, shown: its folders as destinations
+    shutil.copytree(out, own)
+    assert win.open_scene_path(own)
+    for dest in (own / "scene", own / "scene" / "dynamic"):
+        assert not win.export_to("scene", dest)
+        message = dialogs.errors.pop()[1]
+        assert message.endswith("is the scene shown, or inside it; choose another folder")
+    assert win.export_to("scene", own)  # the run folder: the copy goes beside its files
+    wait_job(qtbot, win)
+    assert (own / "report.json").is_file() and load_scene(own / "own scene")
+    assert win.open_scene_path(out)
     assert win.export_to("scene", tmp_path / "copy")
     wait_job(qtbot, win)
     copy = load_scene(tmp_path / "copy")
