@@ -10,6 +10,9 @@ unexpected exception in a Qt slot a dialog instead of a crash.
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -37,11 +40,39 @@ def describe(exc: BaseException) -> tuple[str, str]:
     details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if isinstance(exc, InputError):
         return " ".join(str(exc).split()), details
+    if isinstance(exc, OSError) and (message := file_system_message(exc)):
+        return message, details
     text = " ".join(str(exc).split())
     message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     if len(message) > 300:
         message = message[:297] + "..."
     return message, details
+
+
+_TEMP = re.compile(r"^\.(.+)\.tmp-[^/]*$")  # engine.fsutil's temporary names: .NAME.tmp-XXXX
+
+
+def file_system_message(exc: OSError) -> str | None:
+    """A user's words for a refused write or a missing folder, naming the folder they chose
+    (not the hidden temporary file the write went through); None for other errors."""
+    if exc.filename is None:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"{os.strerror(exc.errno)}: free some space or choose another folder"
+        return None
+    path = Path(str(exc.filename))
+    match = _TEMP.match(path.name)
+    folder, name = path.parent, (match.group(1) if match else path.name)
+    reasons = {
+        errno.EROFS: f"Cannot write to {folder}: it is on a read-only disk",
+        errno.EACCES: f"Cannot write to {folder}: permission denied",
+        errno.EPERM: f"Cannot write to {folder}: permission denied",
+        errno.ENOSPC: f"Cannot write {name} in {folder}: the disk is full",
+        errno.EDQUOT: f"Cannot write {name} in {folder}: the disk quota is used up",
+        errno.ENOENT: f"{folder} does not exist (moved or deleted?); choose another folder",
+    }
+    if exc.errno == errno.ENOENT and folder.exists():
+        return None  # a missing input file, not a destination: the generic text names it
+    return reasons.get(exc.errno)
 
 
 def make_error_dialog(

@@ -1186,7 +1186,7 @@ class MainWindow(QMainWindow):
         return p.parent.name if p.name == "scene" else p.name
 
     def _export_task(self, kind: str, scene, dest: Path):
-        from engine.fsutil import atomic_dir, atomic_file
+        from engine.fsutil import atomic_dir, atomic_file, parents_made
         from engine.progress import Progress
 
         if kind == "ply":
@@ -1214,7 +1214,7 @@ class MainWindow(QMainWindow):
 
             def copy(cb, cancel):
                 cb("export", 0.0, f"copying {source.name}")
-                with atomic_file(dest, suffix=".mp4") as tmp:
+                with parents_made(dest), atomic_file(dest, suffix=".mp4") as tmp:
                     shutil.copyfile(source, tmp)
                 cb("export", 1.0, "done")
                 return dest
@@ -1224,11 +1224,12 @@ class MainWindow(QMainWindow):
             from engine.pipeline import OutputConfig, preview_frames
             from engine.video import write_mp4
 
-            return lambda cb, cancel: write_mp4(
-                dest,
-                preview_frames(scene, OutputConfig(), Progress("export", cb, cancel)),
-                scene.fps,
-            )
+            def render(cb, cancel):
+                with parents_made(dest):
+                    frames = preview_frames(scene, OutputConfig(), Progress("export", cb, cancel))
+                    return write_mp4(dest, frames, scene.fps)
+
+            return render
         return None
 
     # ------------------------------------------------------------------ VR

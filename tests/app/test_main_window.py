@@ -224,6 +224,24 @@ def test_splat_files_open_in_result_whichever_format(win, result_dir, tmp_path, 
     assert not dialogs.errors
 
 
+def test_a_refused_write_names_the_folder_the_user_chose(gui, tmp_path):
+    """Writes go through hidden temporary files (.NAME.tmp-XXXX); a refusal names the
+    folder and the reason, not the temporary file."""
+    import errno
+
+    from app.dialogs import describe
+
+    ro = OSError(errno.EROFS, "Read-only file system", "/media/ro/.a.ply.tmp-pyoouhr2")
+    assert describe(ro)[0] == "Cannot write to /media/ro: it is on a read-only disk"
+    gone = tmp_path / "no3" / ".a.mp4.tmp-x1.mp4"
+    assert describe(FileNotFoundError(errno.ENOENT, "No such file", str(gone)))[0] == (
+        f"{tmp_path / 'no3'} does not exist (moved or deleted?); choose another folder"
+    )
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".scene.tmp-q"))
+    assert describe(full)[0] == f"Cannot write scene in {tmp_path}: the disk is full"
+    assert describe(ValueError("x"))[0] == "ValueError: x"
+
+
 def test_generate_needs_a_panorama_and_a_region(win, pano_path, dialogs):
     assert not win.start_generation()
     assert dialogs.errors[-1][1].startswith("Open a panorama first")
@@ -632,7 +650,7 @@ def test_exports_match_the_engine_readers(win, qtbot, result_dir, tmp_path, dial
     assert sorted(p.name for p in docs.iterdir()) == sorted([f"{out.name} PLY", "letter.txt"])
 
     for kind, name in (("mp4", "panorama.mp4"), ("preview", "preview.mp4")):
-        dest = tmp_path / f"{kind}.mp4"
+        dest = tmp_path / "new" / f"{kind}.mp4"  # its folder is made
         assert win.export_to(kind, dest)
         wait_job(qtbot, win)
         assert dest.read_bytes() == (out / name).read_bytes()
