@@ -1202,8 +1202,16 @@ class MainWindow(QMainWindow):
 
             def write_scene(cb, cancel):
                 if scene_path is not None:
+                    files = [f for f in scene_path.rglob("*") if f.is_file()]
+                    done = iter(range(1, len(files) + 1))
+
+                    def copy_one(src, dst):  # a Cancel stops between files, nothing kept
+                        cancel.check()
+                        shutil.copy2(src, dst)
+                        cb("export", next(done, len(files)) / max(len(files), 1), "copying")
+
                     with atomic_dir(dest) as tmp:
-                        shutil.copytree(scene_path, tmp, dirs_exist_ok=True)
+                        shutil.copytree(scene_path, tmp, dirs_exist_ok=True, copy_function=copy_one)
                     return dest
                 save_scene(scene, dest, half=True)
                 return dest
@@ -1214,8 +1222,17 @@ class MainWindow(QMainWindow):
 
             def copy(cb, cancel):
                 cb("export", 0.0, f"copying {source.name}")
-                with parents_made(dest), atomic_file(dest, suffix=".mp4") as tmp:
-                    shutil.copyfile(source, tmp)
+                size = max(source.stat().st_size, 1)
+                with (
+                    parents_made(dest),
+                    atomic_file(dest, suffix=".mp4") as tmp,
+                    open(source, "rb") as src,
+                    open(tmp, "wb") as dst,
+                ):
+                    while chunk := src.read(8 << 20):  # a Cancel stops between chunks
+                        cancel.check()
+                        dst.write(chunk)
+                        cb("export", dst.tell() / size, f"copying {source.name}")
                 cb("export", 1.0, "done")
                 return dest
 

@@ -712,6 +712,29 @@ def test_no_scene_opens_while_a_job_runs_and_finished_workers_are_freed(
     qtbot.waitUntil(lambda: not shiboken_valid(worker))  # deleteLater ran
 
 
+def test_cancel_stops_a_copying_export_and_leaves_nothing(win, qtbot, result_dir, tmp_path):
+    import threading
+
+    out = result_dir / "out"
+    assert win.open_scene_path(out)
+    gate = threading.Event()
+    real_task = win._export_task
+
+    def held(kind, scene, dest):  # the copy starts only after Cancel was pressed
+        task = real_task(kind, scene, dest)
+        return lambda cb, cancel: (gate.wait(30), task(cb, cancel))[1]
+
+    win._export_task = held
+    for kind, dest in (("scene", tmp_path / "copy"), ("mp4", tmp_path / "a.mp4")):
+        assert win.export_to(kind, dest)
+        win.cancel_job()
+        gate.set()
+        wait_job(qtbot, win)
+        assert win.worker.outcome == "cancelled", kind
+        assert not dest.exists() and not list(tmp_path.glob(".*tmp*")), kind
+        gate.clear()
+
+
 def shiboken_valid(obj) -> bool:
     import shiboken6
 
