@@ -207,6 +207,7 @@ class GeneratePanel(QWidget):
         for w in (self.preset_combo, self.animator_combo, self.depth_combo, self.device_combo):
             w.currentIndexChanged.connect(self.changed)
         self.frames_spin.valueChanged.connect(self.changed)
+        self.frames_spin.editingFinished.connect(self._sync_frames)
         self.animator_combo.currentIndexChanged.connect(lambda _i: self._sync_prompt())
         self._sync_prompt()
 
@@ -324,6 +325,7 @@ class GeneratePanel(QWidget):
         """The scene prompt is read by the text-conditioned video model only: greyed, with
         the reason in its tooltip, for the other animators."""
         wan = self.animator_combo.currentData() == "wan"
+        self._sync_frames()
         self.prompt_edit.setEnabled(wan and not running)
         self.prompt_edit.setToolTip(
             "What the whole scene is and how it moves; each view is also given the prompt of "
@@ -332,6 +334,19 @@ class GeneratePanel(QWidget):
             else "Used by the text video model (Wan): choose it as the Animator (its weights "
             "must be on disk)"
         )
+
+    def _sync_frames(self) -> None:
+        """Wan's VAE makes 4k + 1 frames: with it the Frames box steps 5, 9, 13, ... and a
+        typed count goes up to the next such number."""
+        wan, spin = self.animator_combo.currentData() == "wan", self.frames_spin
+        spin.setMinimum(5 if wan else 2)
+        spin.setSingleStep(4 if wan else 1)
+        spin.setToolTip(
+            "Frames of the animation loop"
+            + (": Wan makes 4k + 1 (5, 9, 13, 17, ...)" if wan else "")
+        )
+        if wan and (spin.value() - 1) % 4:
+            spin.setValue(((spin.value() - 1) // 4 + 1) * 4 + 1)
 
 
 def _fill(combo: QComboBox, choices: tuple[Choice, ...]) -> None:

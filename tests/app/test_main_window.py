@@ -312,8 +312,13 @@ def test_the_text_video_model_is_offered_with_its_scene_prompt(win, tmp_path):
     panel = win.generate_panel
     panel.svd_edit.setText(folder)
     assert not panel.prompt_edit.isEnabled() and "Wan" in panel.prompt_edit.toolTip()
+    panel.frames_spin.setValue(3)
     panel.animator_combo.setCurrentIndex(panel.animator_combo.findData("wan"))
     assert panel.prompt_edit.isEnabled()
+    assert panel.frames_spin.value() == 5 and panel.frames_spin.singleStep() == 4  # 4k + 1
+    panel.frames_spin.setValue(14)
+    panel.frames_spin.editingFinished.emit()  # as when the user has typed 14
+    assert panel.frames_spin.value() == 17 and "4k + 1" in panel.frames_spin.toolTip()
     panel.prompt_edit.setText("misty   alpine lake at dawn")
     settings = panel.settings()
     assert settings.prompt == "misty alpine lake at dawn"
