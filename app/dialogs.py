@@ -39,7 +39,7 @@ def describe(exc: BaseException) -> tuple[str, str]:
     words it for users), anything else as ``Type: text`` with the traceback as details."""
     details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if isinstance(exc, InputError):
-        return " ".join(str(exc).split()), details
+        return in_app_words(" ".join(str(exc).split())), details
     if isinstance(exc, OSError) and (message := file_system_message(exc)):
         return message, details
     text = " ".join(str(exc).split())
@@ -47,6 +47,27 @@ def describe(exc: BaseException) -> tuple[str, str]:
     if len(message) > 300:
         message = message[:297] + "..."
     return message, details
+
+
+# The engine's advice names command-line options; in the app, the controls that do the same.
+APP_WORDS = {
+    "the weightless fallback is --animator flow": "choose Animator: Flow (weightless, CPU)",
+    "drop --depth-model to use the layout prior (weightless) or give --depth": (
+        "choose Depth: Layout prior (weightless)"
+    ),
+    "drop --dino-model to lift without L_sem": "lift without the semantic regulariser",
+    "a segmentation model (--seg-model)": (
+        "a segmentation model (Regions > Find regions from text)"
+    ),
+    "--animator wan needs": "Wan needs",
+}
+
+
+def in_app_words(message: str) -> str:
+    """An engine message with its command-line advice in the app's words (APP_WORDS)."""
+    for cli, app in APP_WORDS.items():
+        message = message.replace(cli, app)
+    return message
 
 
 _TEMP = re.compile(r"^\.(.+)\.tmp-[^/]*$")  # engine.fsutil's temporary names: .NAME.tmp-XXXX

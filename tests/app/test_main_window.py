@@ -224,6 +224,21 @@ def test_splat_files_open_in_result_whichever_format(win, result_dir, tmp_path, 
     assert not dialogs.errors
 
 
+def test_engine_advice_is_shown_in_the_apps_words(gui):
+    """The engine's own fallback texts, as it raises them, name no command-line option once
+    the app shows them (they name the control to use instead)."""
+    from app.dialogs import describe
+    from engine.animate.svd import FALLBACK as VIDEO
+    from engine.depth.models import FALLBACK as DEPTH
+    from engine.lift.regularizers import SEM_FALLBACK
+
+    for advice in (VIDEO, DEPTH, SEM_FALLBACK):
+        shown = describe(InputError(f"no weights: /m has no config.json; {advice}"))[0]
+        assert "--" not in shown, shown
+    assert "Animator: Flow" in describe(InputError(f"x; {VIDEO}"))[0]
+    assert "Depth: Layout prior" in describe(InputError(f"x; {DEPTH}"))[0]
+
+
 def test_a_refused_write_names_the_folder_the_user_chose(gui, tmp_path):
     """Writes go through hidden temporary files (.NAME.tmp-XXXX); a refusal names the
     folder and the reason, not the temporary file."""
