@@ -59,6 +59,7 @@ from .project import (
     RESULT_DIR,
     RUN_DIR,
     SUFFIX,
+    PanoramaMissing,
     ProjectData,
     adopt_outputs,
     load_project,
@@ -610,8 +611,15 @@ class MainWindow(QMainWindow):
     def open_project(self, path: str | os.PathLike[str], *, ask: bool = True) -> bool:
         if self._busy_refusal() or (ask and not self.maybe_save()):
             return False
+        relinked = None
         try:  # everything read and checked before any state is replaced
-            data = load_project(path)
+            try:
+                data = load_project(path)
+            except PanoramaMissing as e:  # offer to point the project at where it is now
+                relinked = self._locate_panorama(e)
+                if relinked is None:
+                    return False
+                data = load_project(path, panorama=relinked)
             pano = load_panorama(data.panorama)
             size = (pano.height, pano.width)
             regions = load_regions(data.regions_file, size) if data.regions_file else []
@@ -630,7 +638,7 @@ class MainWindow(QMainWindow):
         self.copy_panorama = data.copied
         self.copy_action.setChecked(data.copied)
         self.generation = data.generation
-        self.dirty = False
+        self.dirty = relinked is not None  # saving records the panorama's new place
         self._add_recent(data.folder)
         if data.result is not None and (data.result / "scene" / "manifest.json").is_file():
             self.open_scene_path(data.result)
@@ -652,6 +660,19 @@ class MainWindow(QMainWindow):
             if answer == "Resume":
                 self.resume_generation()
         return True
+
+    def _locate_panorama(self, missing: PanoramaMissing) -> str | None:
+        """Ask where a project's moved panorama is now; None when the user does not say."""
+        answer = dialogs.ask(
+            self,
+            "Panorama not found",
+            f"{missing}\n\nLocate it to open the project with its regions and settings.",
+            ["Locate…", "Cancel"],
+        )
+        if answer != "Locate…":
+            return None
+        start = str(missing.path.parent if missing.path.parent.is_dir() else self._last_dir())
+        return dialogs.open_file(self, "Locate the panorama", IMAGE_FILTER, start)
 
     def _toggle_copy(self, on: bool) -> None:
         self.copy_panorama = bool(on)

@@ -282,8 +282,21 @@ def _check_generation(gen) -> None:
         raise InputError(f"generation {e}") from None
 
 
-def load_project(path: str | os.PathLike[str]) -> ProjectData:
-    """Read a project folder; InputError (one line) for anything unusable."""
+class PanoramaMissing(InputError):
+    """The project's panorama is not where the project says (``path``): it can be re-linked
+    with ``load_project(folder, panorama=NEW)``."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def load_project(
+    path: str | os.PathLike[str], panorama: str | os.PathLike[str] | None = None
+) -> ProjectData:
+    """Read a project folder; InputError (one line) for anything unusable, PanoramaMissing
+    when only its panorama has gone. ``panorama``: where the panorama is now (re-linked; the
+    project then refers to it once saved)."""
     folder = project_folder(path)
     doc_path = folder / PROJECT_FILE
     if not doc_path.is_file():
@@ -317,9 +330,12 @@ def load_project(path: str | os.PathLike[str]) -> ProjectData:
         raise _fail(folder, f"{PROJECT_FILE} is missing or mistypes {e}") from None
     except InputError as e:
         raise _fail(folder, str(e)) from None
+    if panorama is not None:  # re-linked by the user: the original is now this one
+        original, copy = Path(panorama), None
     panorama = folder / copy if copy else original
     if not panorama.is_file():
-        raise _fail(folder, f"the panorama {panorama} is missing (moved or deleted?)")
+        message = f"{folder}: the panorama {panorama} is missing (moved or deleted?)"
+        raise PanoramaMissing(message, panorama)
     regions = _abs(folder, doc.get("regions"))
     if regions is not None and not regions.is_file():
         raise _fail(folder, f"the region file {regions} is missing")

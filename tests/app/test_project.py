@@ -136,6 +136,38 @@ def test_broken_projects_give_one_line(tmp_path):
         load_project(data.folder)
 
 
+def test_a_project_whose_panorama_moved_opens_once_it_is_located(gui, qtbot, tmp_path, dialogs):
+    """One question (Locate… / Cancel); located, the project opens with its regions and,
+    saved, refers to the panorama's new place. Cancelled, nothing opens."""
+    from app.project import load_project
+
+    win = make_window(gui, qtbot, tmp_path)
+    (tmp_path / "a").mkdir()
+    pano = tiny_panorama(tmp_path / "a")
+    win.open_panorama(pano)
+    win.model.set_regions(two_regions())
+    dialogs.paths.append(str(tmp_path / "mine"))
+    assert win.save_as()
+    folder = tmp_path / "mine.pano4dproj"
+    win.close()
+    moved = tmp_path / "b" / pano.name
+    moved.parent.mkdir()
+    pano.rename(moved)
+
+    other = make_window(gui, qtbot, tmp_path)
+    dialogs.answers.append("Cancel")
+    assert not other.open_project(folder) and other.pano is None and not dialogs.errors
+    dialogs.answers.append("Locate…")
+    dialogs.paths.append(str(moved))
+    assert other.open_project(folder)
+    assert [t for t, _ in dialogs.asked] == ["Panorama not found"] * 2
+    assert Path(other.pano.path) == moved and other.dirty
+    assert_same_regions(other.model.to_regions(), two_regions())
+    assert other.save_project_to(folder)
+    assert load_project(folder).panorama == moved
+    other.close()
+
+
 def test_window_saves_autosaves_and_reopens(gui, qtbot, tmp_path, dialogs):
     from app.project import load_project
 
