@@ -5,7 +5,7 @@ thread with :class:`CapabilityProbe` and greys out what cannot run, with the rea
 
 Model-backed stages are optional parts of the engine: ``engine.animate.svd.probe(spec)`` and
 ``engine.depth.models.probe(spec)`` return an :class:`engine.hub.ModelProbe`; a module that
-is missing says "not in this build". The XR probe (``viewer.xr.probe(timeout) -> (ok,
+is missing says "not in this build". The XR probe (``viewer.xr_probe.probe(timeout) -> (ok,
 reason)``) runs in a child process: importing ``xr`` switches PyOpenGL's platform and a
 runtime may hang or crash, and neither may touch the app.
 """
@@ -104,10 +104,10 @@ def probe_cuda() -> tuple[bool, str]:
 
 
 def _pipeline_accepts(name: str) -> bool:
-    """Whether engine.pipeline.build_config takes a keyword ``name`` (added by a model-backed
+    """Whether engine.config.build_config takes a keyword ``name`` (added by a model-backed
     stage); the app only offers what the engine it runs with can do."""
     try:
-        from engine.pipeline import build_config
+        from engine.config import build_config
     except ImportError:
         return False
     return name in inspect.signature(build_config).parameters
@@ -176,11 +176,11 @@ def probe_depth(spec: str | None = None) -> tuple[Choice, ...]:
 
 
 def probe_xr(timeout: float = 10.0) -> tuple[bool, str]:
-    """``viewer.xr.probe`` in a child process (it may hang, crash or switch PyOpenGL)."""
+    """``viewer.xr_probe.probe`` in a child process (it may hang, crash or switch PyOpenGL)."""
     code = (
         "import sys\n"
         "try:\n"
-        "    from viewer.xr import probe\n"
+        "    from viewer.xr_probe import probe\n"
         "except ImportError as e:\n"
         "    print('0\\tnot in this build (' + str(e).replace(chr(10), ' ') + ')'); sys.exit()\n"
         f"ok, reason = probe({timeout!r})\n"

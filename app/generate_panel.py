@@ -7,7 +7,7 @@ CUDA device …"); :meth:`GeneratePanel.set_capabilities` applies an
 :class:`app.capabilities.Capabilities`.
 
 :class:`GenerateSettings` is what the panel holds, stored in projects as JSON, and turned
-into an :class:`engine.pipeline.GenerateConfig` by :meth:`GenerateSettings.to_config`:
+into an :class:`engine.config.GenerateConfig` by :meth:`GenerateSettings.to_config`:
 ``build_config(preset, frames=, animator=, device=)`` plus ``overrides`` — per-stage field
 overrides (``{"lift": {"refine": {"passes": 0}}}``) applied exactly like a preset's own
 fields (tests and power users use them for a tiny run).
@@ -93,14 +93,14 @@ class GenerateSettings:
 
     def to_config(self):
         """The engine's GenerateConfig (InputError for values the engine refuses)."""
-        from engine import pipeline
+        from engine import config
 
         kwargs: dict[str, Any] = {
             "frames": self.frames,
             "animator": self.animator,
             "device": self.device,
         }
-        params = inspect.signature(pipeline.build_config).parameters
+        params = inspect.signature(config.build_config).parameters
         if self.animator == "svd" and "model" in params:
             kwargs["model"] = self.svd_model
         if self.animator == "wan":  # one video-model field: SVD's default means Wan's own
@@ -110,14 +110,14 @@ class GenerateSettings:
             if "depth_model" not in params:
                 raise InputError("the depth model backend is not in this build")
             kwargs["depth_model"] = self.depth_model
-        cfg = pipeline.build_config(self.preset, **kwargs)
+        cfg = config.build_config(self.preset, **kwargs)
         return apply_overrides(cfg, self.overrides)
 
 
 def apply_overrides(cfg, overrides: dict[str, dict[str, Any]]):
     """``cfg`` with per-stage fields replaced (nested configs as nested objects; InputError
     for unknown names)."""
-    from engine.pipeline import override
+    from engine.config import override
 
     parts = {}
     for section, fields in overrides.items():

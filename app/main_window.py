@@ -1031,7 +1031,8 @@ class MainWindow(QMainWindow):
         self.qsettings.setValue(self._stage_key(preset), json.dumps(timings))
 
     def _run_generation(self, cfg, *, resume: bool, prepare=None) -> bool:
-        from engine.pipeline import Inputs, stage_spans
+        from engine.config import Inputs
+        from engine.pipeline import stage_spans
 
         g = self.generation
         inputs = Inputs(panorama=Path(g["panorama"]), regions=Path(g["regions"]))
@@ -1259,7 +1260,8 @@ class MainWindow(QMainWindow):
 
             return copy
         if kind == "preview":
-            from engine.pipeline import OutputConfig, preview_frames
+            from engine.config import OutputConfig
+            from engine.pipeline import preview_frames
             from engine.video import write_mp4
 
             def render(cb, cancel):

@@ -124,8 +124,8 @@ class TaskWorker(QObject):
 class GenerateJob:
     """One generate run: the pipeline's inputs, config and output folder."""
 
-    inputs: Any  # engine.pipeline.Inputs
-    config: Any  # engine.pipeline.GenerateConfig
+    inputs: Any  # engine.config.Inputs
+    config: Any  # engine.config.GenerateConfig
     out: Path
     resume: bool = False
     # run first, in the thread: writes the input files the pipeline reads (the region file;

@@ -47,11 +47,11 @@ import raytrace  # noqa: E402
 from _common import machine  # noqa: E402
 
 from engine.camera import View  # noqa: E402
+from engine.config import build_config  # noqa: E402
 from engine.gaussians import Gaussians  # noqa: E402
 from engine.lift.evaluate import HEADSET_FOV, headset_views  # noqa: E402
 from engine.lift.optimize import Lifter  # noqa: E402
 from engine.lift.raster import render_antialiased, render_view  # noqa: E402
-from engine.pipeline import build_config  # noqa: E402
 from engine.sphere import perspective_view  # noqa: E402
 
 OFFSETS = (0.1, 0.2, 0.3)

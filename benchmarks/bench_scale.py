@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from _common import machine  # noqa: E402
 
+from engine.config import override  # noqa: E402
 from engine.depth import DepthConfig, DepthStage  # noqa: E402
 from engine.gaussians import Gaussians  # noqa: E402
 from engine.io import load_panorama  # noqa: E402
@@ -46,7 +47,6 @@ from engine.lift.evaluate import _static_pixels, native_views, psnr_over  # noqa
 from engine.lift.init import to_bchw  # noqa: E402
 from engine.lift.optimize import LiftConfig, Lifter  # noqa: E402
 from engine.lift.raster import render_view  # noqa: E402
-from engine.pipeline import override  # noqa: E402
 from engine.presets import PRESETS  # noqa: E402
 from engine.sphere import perspective_view  # noqa: E402
 

@@ -48,7 +48,8 @@ from bench_gl import shell_scene  # noqa: E402
 
 from engine.gaussians import Gaussians  # noqa: E402
 from engine.scene import Scene4D  # noqa: E402
-from viewer.xr import XrConfig, monado_env, run_xr  # noqa: E402
+from viewer.monado import monado_env  # noqa: E402
+from viewer.xr import XrConfig, run_xr  # noqa: E402
 
 
 def med(xs: list[float]) -> float:

@@ -134,7 +134,7 @@ def _print_notes(report: dict) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .pipeline import OPTIONS, prepare
+    from .config import OPTIONS, prepare
 
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) not in (None, [])}
     prepared = prepare(options)  # every option checked, as a batch job's are
@@ -152,7 +152,7 @@ def default_out(panorama: str | None, prompt: str | None) -> Path:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .pipeline import Inputs, build_config
+    from .config import Inputs, build_config
 
     pano = SAMPLE / "park_2048x1024.png"
     regions = SAMPLE / "park_regions.json"

@@ -2,9 +2,9 @@
 
 :func:`run` is the one readable sequence of stages. Each stage reports progress through a
 callback ``(stage, fraction, message)`` and stops with :class:`engine.errors.Cancelled` when
-the cancel token is set. Checkpoints live in ``OUT/.pano4d/`` (animated frames, depth,
-the lifted static set, one dynamic set per frame), so ``run(..., resume=True)`` continues a
-killed run where it stopped, provided the inputs and settings are the same. Every final
+the cancel token is set. Checkpoints live in ``OUT/.pano4d/`` (:mod:`engine.checkpoints`),
+so ``run(..., resume=True)`` continues a killed run where it stopped, provided the inputs
+and settings are the same. The settings and their checks are :mod:`engine.config`. Every final
 output is written atomically; the checkpoints are removed after success.
 
 Outputs in ``OUT``: ``scene/`` (native 4D scene), ``panorama.mp4`` (animated equirect with
@@ -14,10 +14,7 @@ Outputs in ``OUT``: ``scene/`` (native 4D scene), ``panorama.mp4`` (animated equ
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import math
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,24 +23,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .animate import ANIMATOR_NAMES, FlowConfig, PanoVideo, get_animator
-from .animate.svd import SVDConfig
-from .animate.wan import WanConfig
+from .animate import PanoVideo, get_animator
 from .camera import View
-from .depth import DepthConfig, DepthStage, PanoDepth
-from .depth.models import require_model
-from .depth.stage import ModelDepthConfig, ModelDepthStage, model_depth_config
-from .errors import InputError, ResumeMismatch
-from .fsutil import atomic_file, atomic_write_bytes, atomic_write_json, fsync_file, reserve
+from .checkpoints import Checkpoints, fingerprint
+from .config import GenerateConfig, Inputs, OutputConfig
+from .depth import DepthStage, PanoDepth
+from .depth.stage import ModelDepthStage
+from .errors import InputError
+from .fsutil import atomic_write_bytes, atomic_write_json, fsync_file, reserve
 from .gaussians import Gaussians
-from .hub import json_field, require
 from .io import (
-    MAX_SIZE,
-    MAX_SPEED_DEG_S,
-    MIN_SIZE,
     Panorama,
     Region,
     load_depth_frames,
@@ -54,16 +45,14 @@ from .io import (
     resize_depth,
     validate_regions,
 )
-from .lift.optimize import LiftConfig, Lifter
-from .lift.raster import has_gsplat, render_view
-from .lift.regularizers import SEM_FALLBACK
+from .lift.optimize import Lifter
+from .lift.raster import render_view
 from .metrics import (
     loop_discontinuity,
     peak_rss_mb,
     seam_discontinuity,
     static_max_error,
 )
-from .presets import DEFAULT_PRESET, NEEDS_CUDA, PRESETS
 from .progress import CancelToken, Progress, ProgressCallback
 from .scene import Scene4D, full_set_bytes, save_scene
 from .text import TextPanoConfig
@@ -75,285 +64,6 @@ MODEL_DEPTH_ROWS = 1024  # model depth is aligned at up to this many rows, then 
 # The stages' shares of the progress bar: measured on the standard preset (2-core CPU, 102 s:
 # load 0, animate 3, depth 0, lift 85, save 11; docs/BENCHMARKS.md); text: a guess for SDXL.
 _WEIGHTS = {"text": 0.3, "load": 0.01, "animate": 0.03, "depth": 0.01, "lift": 0.85, "save": 0.11}
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    preview_size: tuple[int, int] = (288, 512)  # (height, width) of the look-around video
-    preview_frames: int = 32
-    preview_fov_deg: float = 90.0
-    equirect_loops: int = 2  # the animated panorama MP4 repeats the loop this many times
-    half: bool = True  # fp16 attributes in the native scene
-
-
-@dataclass(frozen=True)
-class GenerateConfig:
-    preset: str = DEFAULT_PRESET
-    animator: str = "flow"
-    animate: FlowConfig = FlowConfig()
-    svd: SVDConfig = SVDConfig()  # the "svd" animator (frames / fps follow ``animate``)
-    wan: WanConfig = WanConfig()  # the "wan" animator (frames / fps follow ``animate``)
-    text: TextPanoConfig | None = None  # --prompt --text-model: the panorama is generated
-    depth: DepthConfig = DepthConfig()
-    depth_model: ModelDepthConfig | None = None  # --depth-model: model depth + eq. 4 alignment
-    lift: LiftConfig = LiftConfig()
-    output: OutputConfig = OutputConfig()
-
-
-@dataclass(frozen=True)
-class Inputs:
-    panorama: Path | None  # None: generated from text (GenerateConfig.text) into OUT/
-    mask: Path | None = None  # one region from a mask ...
-    regions: Path | None = None  # ... or a region file with several
-    depth: Path | None = None
-    direction_deg: float = 0.0  # motion of the --mask region
-    speed_deg_s: float = 2.0
-    motion: str = "flow"  # of the --mask region: "flow" or "sway"
-    region_args: tuple[str, ...] = ()  # --region "NAME: PROMPT": found by name, moved by words
-    seg_model: str | None = None  # --seg-model: CLIPSeg, for region_args
-
-
-def override(cfg, values: dict, where: str = ""):
-    """``cfg`` (a frozen dataclass) with ``values`` replaced; a dict value overrides the
-    fields of a nested dataclass the same way; lists become tuples. Unknown names raise
-    InputError naming them."""
-    names = {f.name for f in dataclasses.fields(cfg)}
-    bad = sorted(set(values) - names)
-    if bad:
-        raise InputError(f"unknown {where or type(cfg).__name__} setting(s): {', '.join(bad)}")
-    changes = {}
-    for key, value in values.items():
-        current = getattr(cfg, key)
-        if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            changes[key] = override(current, value, f"{where}.{key}" if where else key)
-        else:
-            changes[key] = tuple(value) if isinstance(value, list) else value
-    return dataclasses.replace(cfg, **changes)
-
-
-def build_config(
-    preset: str = DEFAULT_PRESET,
-    *,
-    frames: int | None = None,
-    animator: str = "flow",
-    device: str = "auto",
-    model: str | None = None,
-    depth_model: str | None = None,
-    dino_model: str | None = None,
-    prompt: str | None = None,
-    negative_prompt: str | None = None,
-    text_model: str | None = None,
-    size: tuple[int, int] | None = None,
-    seed: int | None = None,
-) -> GenerateConfig:
-    """The GenerateConfig of a named preset, with optional overrides (``text_model``: the
-    panorama is generated from ``prompt``)."""
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
-    over = PRESETS[preset]
-    cfg = GenerateConfig(preset=preset, animator=animator)
-    parts = {}
-    for name in ("animate", "depth", "lift", "output"):
-        parts[name] = override(getattr(cfg, name), over.get(name, {}), name)
-    if frames is not None:
-        if not 2 <= frames <= 240:
-            raise InputError(f"--frames must be between 2 and 240, got {frames}")
-        parts["animate"] = dataclasses.replace(parts["animate"], frames=frames)
-    if device != "auto" or preset not in NEEDS_CUDA:
-        parts["lift"] = dataclasses.replace(parts["lift"], device=device)
-    if parts["lift"].device == "cuda" and not has_gsplat():  # checked before anything is written
-        raise InputError(
-            f"{'--preset ' + preset if preset in NEEDS_CUDA else '--device cuda'} needs CUDA "
-            "and gsplat, which are not available here; use --preset standard (or 4k) on the CPU"
-        )
-    if dino_model is not None:  # L_sem (eq. 5); checked now, before anything is written
-        found = require(dino_model, "config.json", "DINOv2", SEM_FALLBACK)
-        kind = json_field(found / "config.json", "model_type")
-        if kind != "dinov2":
-            raise InputError(
-                f"--dino-model {dino_model} is a {kind or 'model of unknown type'}, not DINOv2 "
-                f"(model_type 'dinov2'); {SEM_FALLBACK}"
-            )
-        regs = dataclasses.replace(parts["lift"].regularizers, dino_model=dino_model)
-        parts["lift"] = dataclasses.replace(parts["lift"], regularizers=regs)
-    if animator not in ANIMATOR_NAMES:
-        raise InputError(f"unknown animator '{animator}' (choose from {', '.join(ANIMATOR_NAMES)})")
-    if model is not None and animator not in MODEL_ANIMATORS:
-        raise InputError(
-            "--model names video model weights for --animator svd or wan; flow needs none"
-        )
-    if text_model is not None:
-        parts["text"] = _text_config(over, text_model, prompt, negative_prompt, size, seed, device)
-    elif (prompt or negative_prompt) and animator != "wan":
-        given = "--prompt" if prompt else "--negative-prompt"
-        raise InputError(
-            f"{given} needs --text-model (to make the panorama) or --animator wan (to animate it)"
-        )
-    if animator == "wan":
-        parts["animate"] = _wan_frames(parts["animate"], frames)
-    anim = parts["animate"]
-    svd = dataclasses.replace(cfg.svd, **over.get("svd", {}))
-    parts["svd"] = dataclasses.replace(
-        svd, frames=anim.frames, video_fps=anim.fps, model=model or svd.model, device=device
-    )
-    wan = override(cfg.wan, over.get("wan", {}), "wan")
-    text = {
-        "prompt": prompt or wan.prompt,
-        "negative_prompt": negative_prompt or wan.negative_prompt,
-    }
-    parts["wan"] = dataclasses.replace(
-        wan, frames=anim.frames, video_fps=anim.fps, model=model or wan.model, device=device, **text
-    )
-    if depth_model is not None:  # checked now, before anything is written
-        require_model(depth_model)
-        parts["depth_model"] = dataclasses.replace(
-            model_depth_config(depth_model, preset), device=device
-        )
-    return dataclasses.replace(cfg, **parts)
-
-
-MODEL_ANIMATORS = ("svd", "wan")
-
-
-def size_arg(text: str | None) -> tuple[int, int] | None:
-    """--size '2048x1024' -> (1024, 2048) (rows, columns); None stays None."""
-    if text is None:
-        return None
-    w, sep, h = text.lower().partition("x")
-    if not sep or not w.isdigit() or not h.isdigit():
-        raise InputError(f"--size must be WIDTHxHEIGHT, e.g. 2048x1024, got {text!r}")
-    return int(h), int(w)
-
-
-# the options of ``generate`` (the command line's and a batch job's names)
-OPTIONS = (
-    "panorama", "mask", "regions", "region", "seg_model", "depth", "depth_model",
-    "dino_model", "preset", "animator", "model", "frames", "direction", "speed", "motion",
-    "prompt", "negative_prompt", "text_model", "size", "seed", "device",
-)  # fmt: skip
-
-
-def prepare(options: dict) -> tuple[Inputs, GenerateConfig]:
-    """(Inputs, GenerateConfig) of ``generate``'s options (names of :data:`OPTIONS`; absent
-    ones take their defaults). Raises InputError when they are wrong or a model is missing;
-    nothing is read but the models' folders."""
-    opt = options.get
-    _check_region_options(opt)
-    if opt("panorama") is None and not opt("text_model"):
-        raise InputError(
-            "give a panorama, or make one from --prompt with --text-model (a Stable Diffusion "
-            "pipeline folder or a hub id in the local cache)"
-        )
-    if opt("panorama") is not None and opt("text_model"):
-        raise InputError("give a panorama or --text-model to make one, not both")
-    if opt("seg_model") and not (opt("region") or opt("regions")):
-        raise InputError(
-            "--seg-model finds regions named by --region or a regions file's 'mask_prompt'"
-        )
-    if opt("motion", "flow") not in ("flow", "sway"):
-        raise InputError(f"motion must be 'flow' or 'sway', got {opt('motion')!r}")
-    if opt("device", "auto") not in ("auto", "cpu", "cuda"):
-        raise InputError(f"device must be auto, cpu or cuda, got {opt('device')!r}")
-    path = {k: Path(opt(k)) if opt(k) else None for k in ("panorama", "mask", "regions", "depth")}
-    inputs = Inputs(
-        **path,
-        direction_deg=float(opt("direction", 0.0)),
-        speed_deg_s=float(opt("speed", 2.0)),
-        motion=opt("motion", "flow"),
-        region_args=tuple(opt("region", ())),
-        seg_model=opt("seg_model"),
-    )
-    cfg = build_config(
-        opt("preset", DEFAULT_PRESET),
-        frames=opt("frames"),
-        animator=opt("animator", "flow"),
-        device=opt("device", "auto"),
-        model=opt("model"),
-        depth_model=opt("depth_model"),
-        dino_model=opt("dino_model"),
-        prompt=opt("prompt"),
-        negative_prompt=opt("negative_prompt"),
-        text_model=opt("text_model"),
-        size=size_arg(opt("size")),
-        seed=opt("seed"),
-    )
-    require_models(inputs, cfg)
-    return inputs, cfg
-
-
-def _check_region_options(opt: Callable) -> None:
-    """What the region options say, checked without reading a file: one source of regions
-    (none only for a panorama made from text: a still scene), the --mask motion only with
-    --mask and in range, the panorama's size and seed only with --text-model."""
-    sources = [k for k in ("mask", "regions", "region") if opt(k)]
-    if len(sources) > 1:
-        raise InputError("give one of --mask, --regions or --region, not several")
-    if not sources and opt("panorama") is not None:
-        raise InputError(
-            "nothing to animate: give a mask (--mask M), a region file (--regions R.json) or "
-            "--region 'NAME: how it moves'"
-        )
-    motion = [f"--{k}" for k in ("direction", "speed", "motion") if opt(k) is not None]
-    if motion and not opt("mask"):
-        raise InputError(
-            f"{motion[0]} sets how the --mask region moves; a regions file or --region says "
-            "how each of its regions moves"
-        )
-    for key, lo, hi in (("direction", -math.inf, math.inf), ("speed", 0.0, MAX_SPEED_DEG_S)):
-        v = opt(key)
-        if v is not None and not (math.isfinite(float(v)) and lo <= float(v) <= hi):
-            raise InputError(f"--{key} must be a finite number within {lo:g}..{hi:g}, got {v}")
-    text = [f"--{k}" for k in ("size", "seed") if opt(k) is not None]
-    if text and not opt("text_model"):
-        raise InputError(f"{text[0]} sets the panorama --text-model makes; give --text-model too")
-
-
-def require_models(inputs: Inputs, cfg: GenerateConfig) -> None:
-    """Raise InputError naming where we looked when a model the run needs is missing
-    (called before anything is written)."""
-    if inputs.region_args or inputs.seg_model:
-        from .text.segment import require as require_seg
-
-        require_seg(inputs.seg_model)
-    if cfg.animator == "svd":
-        from .animate.svd import require as require_svd
-
-        require_svd(cfg.svd.model)
-    if cfg.animator == "wan":
-        from .animate.wan import require as require_wan
-
-        require_wan(cfg.wan.model)
-
-
-def _text_config(over, model, prompt, negative, size, seed, device) -> TextPanoConfig:
-    """The text-to-panorama settings: the preset's, then the command line's."""
-    from .text import require
-
-    if not prompt:
-        raise InputError("--text-model makes a panorama from --prompt: give the prompt too")
-    base = TextPanoConfig(model=model, prompt=prompt)
-    cfg = override(base, over.get("text", {}), "text")
-    changes = {"negative_prompt": negative or "", "device": device}
-    if size is not None:
-        changes["size"] = size
-    if seed is not None:
-        changes["seed"] = seed
-    cfg = dataclasses.replace(cfg, **changes)
-    cfg.check()
-    (h, w), (h0, w0), (h1, w1) = cfg.size, MIN_SIZE, MAX_SIZE
-    if not h0 <= h <= h1:  # what the loader takes as a panorama
-        raise InputError(f"--size {w}x{h}: a panorama is {w0}x{h0} to {w1}x{h1} pixels")
-    require(model)  # before anything is written
-    return cfg
-
-
-def _wan_frames(anim: FlowConfig, asked: int | None) -> FlowConfig:
-    """Wan's VAE compresses time 4x: 4k + 1 frames. A preset's count is rounded up to the
-    next such count; a count the user asked for must be one already."""
-    if asked is not None and (asked - 1) % 4:
-        raise InputError(f"--animator wan needs 4k + 1 frames (5, 9, 13, 17, ...), got {asked}")
-    n = anim.frames if asked is not None else 4 * -(-(anim.frames - 1) // 4) + 1
-    return dataclasses.replace(anim, frames=max(5, n))
 
 
 # ----------------------------------------------------------------------------------------
@@ -457,110 +167,6 @@ def regions_from_text(
     return regions, understood
 
 
-def _fingerprint(inputs: Inputs, cfg: GenerateConfig) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode())
-    extra = [inputs.direction_deg, inputs.speed_deg_s, inputs.motion, list(inputs.region_args)]
-    h.update(json.dumps([*extra, inputs.seg_model]).encode())
-    for p in (inputs.panorama, inputs.mask, inputs.regions, inputs.depth):
-        h.update(b"|")
-        if p is not None and Path(p).is_dir():  # per-frame depth: every file, in order
-            for f in sorted(Path(p).iterdir()):
-                h.update(f.name.encode() + (f.read_bytes() if f.is_file() else b""))
-        elif p is not None:
-            h.update(Path(p).read_bytes())
-    if inputs.regions is not None:  # the region file names mask images: hash them too
-        folder = Path(inputs.regions).parent
-        for entry in json.loads(Path(inputs.regions).read_text("utf-8-sig")).get("regions", []):
-            mask = folder / str(entry.get("mask", ""))
-            if mask.is_file():
-                h.update(mask.read_bytes())
-    return h.hexdigest()
-
-
-# ----------------------------------------------------------------------------------------
-# checkpoints
-
-
-class Checkpoints:
-    """``OUT/.pano4d/``: per-stage results of a run, tied to its fingerprint."""
-
-    def __init__(self, out: Path, fingerprint: str, resume: bool) -> None:
-        self.dir = out / ".pano4d"
-        state = self._read_state()
-        if resume and state is not None and state.get("fingerprint") != fingerprint:
-            raise ResumeMismatch(
-                f"the unfinished run in {out} used other inputs or settings; "
-                "run without --resume to start over"
-            )
-        if not resume or state is None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir.mkdir(parents=True)
-            self.state = {"fingerprint": fingerprint, "done": []}
-            self._write_state()
-        else:
-            self.state = state
-
-    def _read_state(self) -> dict | None:
-        try:
-            return json.loads((self.dir / "state.json").read_text())
-        except (OSError, ValueError):
-            return None
-
-    def _write_state(self) -> None:
-        atomic_write_json(self.dir / "state.json", self.state)
-
-    def done(self, stage: str) -> bool:
-        return stage in self.state["done"]
-
-    def mark(self, stage: str) -> None:
-        if stage not in self.state["done"]:
-            self.state["done"].append(stage)
-            self._write_state()
-
-    def path(self, name: str) -> Path:
-        return self.dir / name
-
-    def save_array(self, name: str, arr: np.ndarray) -> None:
-        with atomic_file(self.path(name), suffix=".npy") as tmp:
-            np.save(tmp, arr)
-
-    def save_set(self, name: str, g: Gaussians) -> None:
-        with atomic_file(self.path(name), suffix=".safetensors") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in g.tensors().items()}, str(tmp))
-
-    def load_array(self, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-        """A saved array, memory-mapped; ResumeMismatch (one line) when it is damaged or
-        not of ``shape`` (-1: any length)."""
-        try:
-            a = np.load(self.path(name), mmap_mode="r")
-        except (OSError, ValueError) as e:
-            raise self.damaged(name, f"{type(e).__name__}: {e}") from None
-        if shape is not None and (
-            a.ndim != len(shape) or any(s not in (-1, n) for s, n in zip(shape, a.shape))
-        ):
-            raise self.damaged(name, f"shape {list(a.shape)}, expected {list(shape)}")
-        return a
-
-    def load_set(self, name: str) -> Gaussians | None:
-        p = self.path(name)
-        if not p.is_file():
-            return None
-        try:
-            return Gaussians(**load_file(str(p)))
-        except Exception as e:  # safetensors' own error, a wrong or missing tensor
-            raise self.damaged(name, f"{type(e).__name__}: {e}") from None
-
-    def damaged(self, name: str, why: str) -> ResumeMismatch:
-        return ResumeMismatch(
-            f"the checkpoint {self.dir / name} of the unfinished run is damaged ({why}); "
-            "run without --resume to start over"
-        )
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 # ----------------------------------------------------------------------------------------
 # the pipeline
 
@@ -618,7 +224,7 @@ def run(
         loaded = load_inputs(inputs, cfg.animate.frames, still_ok=cfg.text is not None)
         if out.exists() and not out.is_dir():
             raise InputError(f"--out {out} exists and is not a folder")
-        ckpt = Checkpoints(out, _fingerprint(inputs, cfg), resume)
+        ckpt = Checkpoints(out, fingerprint(inputs, cfg), resume)
         prog["load"].update(
             1.0, f"{loaded.pano.width}x{loaded.pano.height}, {len(loaded.regions)} region(s)"
         )

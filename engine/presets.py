@@ -1,6 +1,6 @@
 """Presets are data: per-stage field overrides applied to the frozen stage configs.
 
-``build_config("standard", frames=24)`` returns a :class:`engine.pipeline.GenerateConfig`.
+``build_config("standard", frames=24)`` returns a :class:`engine.config.GenerateConfig`.
 Field names are those of the stage dataclasses (FlowConfig, DepthConfig, LiftConfig,
 OutputConfig); a nested dict overrides the fields of a nested config (``lift.cells``,
 ``lift.solve``, ...); anything not listed keeps the dataclass default. Timings are on a

@@ -1,8 +1,9 @@
 """Explore a 4D scene in an OpenXR headset: ``python main.py xr SCENE [--frames N]``.
 
 :func:`run_xr` opens an OpenXR session on the system's runtime (SteamVR, Monado, ...) and
-runs the frame loop on its own thread; :func:`probe` tells the desktop app, from a
-subprocess, whether a headset runtime is there at all.
+runs the frame loop on its own thread; :func:`viewer.xr_probe.probe` tells the desktop app,
+from a subprocess, whether a headset runtime is there at all, and :mod:`viewer.monado`
+points OpenXR at the Monado build the tests and ``--monado`` use.
 
 Session (``XrViewer.run``, all on the frame thread, which owns the GL context):
   instance (``XR_KHR_opengl_enable``, plus ``XR_MNDX_egl_enable`` when offered) -> HMD
@@ -36,18 +37,14 @@ beyond ``comfort_radius`` from the capture point the scene fades to black over
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import math
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +53,7 @@ from engine.errors import Cancelled, InputError, Pano4DError
 from engine.progress import CancelToken
 from engine.scene import Scene4D
 
+from .monado import monado_env
 from .playback import Playback
 from .xr_gl import draw_eye
 from .xr_math import (
@@ -71,8 +69,6 @@ from .xr_probe import no_runtime_message
 
 log = logging.getLogger("pano4d.xr")
 
-MONADO_VERSION = "25.0.0"
-ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = [
     "Capture",
@@ -82,9 +78,6 @@ __all__ = [
     "XrReport",
     "XrUnavailableError",
     "XrViewer",
-    "monado_env",
-    "monado_manifest",
-    "probe",
     "run_xr",
 ]
 
@@ -228,76 +221,6 @@ def timing_line(stats: list[FrameStats]) -> str:
     if period > 0:
         parts.append(f"display period {period:.2f} ms")
     return "median: " + ", ".join(parts)
-
-
-# --------------------------------------------------------------------------- Monado helpers
-
-
-def monado_prefix() -> Path:
-    """Where scripts/build_monado.sh installs Monado."""
-    cache = Path(os.environ.get("PANO4D_CACHE", Path.home() / ".cache" / "pano4d"))
-    return cache / f"monado-{MONADO_VERSION}"
-
-
-def monado_manifest() -> Path | None:
-    """The cached Monado's runtime manifest, or None when it has not been built."""
-    p = monado_prefix()
-    m = p / "share" / "openxr" / "1" / "openxr_monado.json"
-    return m if m.is_file() and (p / ".pano4d-complete").exists() else None
-
-
-def monado_env(controllers: bool = True, runtime_dir: str | None = None) -> dict[str, str]:
-    """Environment variables that point OpenXR at the cached Monado with its null compositor
-    and simulated HMD (``controllers``: plus simulated "qwerty" controllers). Raises
-    :class:`XrUnavailableError` when Monado has not been built."""
-    manifest = monado_manifest()
-    if manifest is None:
-        raise XrUnavailableError(
-            f"no Monado build in {monado_prefix()}: run scripts/build_monado.sh first"
-        )
-    if runtime_dir is None:  # private (0700), one per user, reused
-        d = Path(tempfile.gettempdir()) / f"pano4d-xr-{os.getuid()}"
-        d.mkdir(mode=0o700, exist_ok=True)
-        runtime_dir = str(d)
-    env = {
-        "XR_RUNTIME_JSON": str(manifest),
-        "XRT_COMPOSITOR_NULL": "1",
-        "XRT_DEBUG_GUI": "0",
-        "XDG_RUNTIME_DIR": runtime_dir,
-        "XRT_LOG": "error",  # Monado's "frame late" warnings are noise on a CPU renderer
-        "U_PACING_APP_LOG": "error",
-        "U_PACING_COMP_LOG": "error",
-    }
-    if controllers:
-        env["QWERTY_ENABLE"] = "1"
-    return env
-
-
-# --------------------------------------------------------------------------- probe
-
-
-def probe(timeout: float = 10.0) -> tuple[bool, str]:
-    """Is an OpenXR runtime with a headset there? ``(True, "runtime / system")`` or
-    ``(False, reason)``. Runs in a subprocess (``python -m viewer.xr_probe``), so this
-    process's OpenGL platform is never touched and a crashing runtime cannot take the caller
-    down. Blocks up to ``timeout`` seconds: call it from a background thread."""
-    cmd = [sys.executable, "-m", "viewer.xr_probe"]
-    try:
-        r = subprocess.run(
-            cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return False, f"the OpenXR runtime did not answer within {timeout:g} s"
-    except OSError as e:
-        return False, f"cannot start the OpenXR probe: {e}"
-    for line in reversed(r.stdout.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                d = json.loads(line)
-                return bool(d["ok"]), str(d["reason"])
-            except (ValueError, KeyError):
-                break
-    return False, f"the OpenXR probe failed (exit code {r.returncode})"
 
 
 # --------------------------------------------------------------------------- the viewer

@@ -1,6 +1,7 @@
-"""``python -m viewer.xr_probe``: is an OpenXR runtime with a headset there?
+"""Is an OpenXR runtime with a headset there? :func:`probe` asks ``python -m viewer.xr_probe``
+in a subprocess (a crashing runtime cannot take the caller down), which runs :func:`check`.
 
-Run by :func:`viewer.xr.probe` in a subprocess. Prints one JSON line
+The subprocess Prints one JSON line
 ``{"ok": bool, "reason": str}`` (the runtime and headset names, or why not) and exits 0;
 any crash of the runtime stays in this process.
 """
@@ -9,7 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def no_runtime_message(e: BaseException) -> str:
@@ -52,6 +57,30 @@ def check() -> tuple[bool, str]:
         return True, f"{runtime} / {system}"
     finally:
         xr.destroy_instance(inst)
+
+
+def probe(timeout: float = 10.0) -> tuple[bool, str]:
+    """Is an OpenXR runtime with a headset there? ``(True, "runtime / system")`` or
+    ``(False, reason)``. Runs in a subprocess (``python -m viewer.xr_probe``), so this
+    process's OpenGL platform is never touched and a crashing runtime cannot take the caller
+    down. Blocks up to ``timeout`` seconds: call it from a background thread."""
+    cmd = [sys.executable, "-m", "viewer.xr_probe"]
+    try:
+        r = subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"the OpenXR runtime did not answer within {timeout:g} s"
+    except OSError as e:
+        return False, f"cannot start the OpenXR probe: {e}"
+    for line in reversed(r.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                d = json.loads(line)
+                return bool(d["ok"]), str(d["reason"])
+            except (ValueError, KeyError):
+                break
+    return False, f"the OpenXR probe failed (exit code {r.returncode})"
 
 
 def main() -> int:

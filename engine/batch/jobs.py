@@ -27,9 +27,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import prepare
 from ..errors import InputError
 from ..fsutil import run_name
-from ..pipeline import prepare
 
 # name -> (accepted JSON types, is a path)
 FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {

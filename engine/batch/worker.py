@@ -60,6 +60,7 @@ def execute(spec: dict, out: str, batch_id: str, resume: bool, report: Reporter)
 
 def _run(spec: dict, folder: Path, attempt: int, resume: bool, report: Reporter) -> dict:
     from .. import pipeline
+    from ..config import prepare
 
     log = _Log(folder / LOG)
     where = f"{socket.gethostname()} pid {os.getpid()}"
@@ -67,7 +68,7 @@ def _run(spec: dict, folder: Path, attempt: int, resume: bool, report: Reporter)
     token = CancelToken()
     callback = _callback(report, token, log)
     try:
-        inputs, cfg = pipeline.prepare(spec)
+        inputs, cfg = prepare(spec)
         done = _checkpointed_stages(folder) if resume else []
         if done:
             log.write(

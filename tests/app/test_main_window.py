@@ -20,9 +20,10 @@ if shutil.which("Xvfb") is None and not os.environ.get("DISPLAY"):
 pytest.importorskip("PySide6", reason="PySide6 not installed (pip install PySide6-Essentials)")
 pytest.importorskip("pytestqt", reason="pytest-qt not installed")
 
+from engine.config import Inputs  # noqa: E402
 from engine.errors import InputError  # noqa: E402
 from engine.io import load_panorama  # noqa: E402
-from engine.pipeline import Inputs, run  # noqa: E402
+from engine.pipeline import run  # noqa: E402
 from engine.scene import load_scene, read_ply  # noqa: E402
 from tests.app.test_worker import sky_regions, tiny_config, tiny_panorama  # noqa: E402
 from tests.conftest import ROOT, SAMPLES  # noqa: E402
@@ -905,7 +906,7 @@ def test_enter_vr_reaches_a_running_session_against_monado(win, qtbot, result_di
     GLX PyOpenGL platform included, which once broke the XR process's EGL context) against
     Monado; the session runs its frames and ends cleanly, and the window says so."""
     from viewer.gl.context import has_gl
-    from viewer.xr import monado_env, monado_manifest
+    from viewer.monado import monado_env, monado_manifest
 
     if monado_manifest() is None:
         pytest.skip("Monado is not built (scripts/build_monado.sh caches it)")

@@ -18,9 +18,10 @@ if shutil.which("Xvfb") is None and not os.environ.get("DISPLAY"):
 pytest.importorskip("PySide6", reason="PySide6 not installed (pip install PySide6-Essentials)")
 pytest.importorskip("pytestqt", reason="pytest-qt not installed")
 
+from engine.config import Inputs  # noqa: E402
 from engine.errors import Cancelled, InputError  # noqa: E402
 from engine.io import Region, load_regions  # noqa: E402
-from engine.pipeline import Inputs, run  # noqa: E402
+from engine.pipeline import run  # noqa: E402
 from engine.progress import CancelToken  # noqa: E402
 from tests.app import test_main_window as main_window_tests  # noqa: E402
 from tests.app.test_worker import tiny_config, tiny_panorama  # noqa: E402

@@ -18,9 +18,10 @@ if shutil.which("Xvfb") is None and not os.environ.get("DISPLAY"):
 pytest.importorskip("PySide6", reason="PySide6 not installed (pip install PySide6-Essentials)")
 pytest.importorskip("pytestqt", reason="pytest-qt not installed")
 
+from engine.config import Inputs  # noqa: E402
 from engine.errors import InputError  # noqa: E402
 from engine.io import Region, load_panorama, save_regions  # noqa: E402
-from engine.pipeline import STAGES, Inputs  # noqa: E402
+from engine.pipeline import STAGES  # noqa: E402
 from engine.scene import load_scene  # noqa: E402
 from tests.conftest import SAMPLES  # noqa: E402
 

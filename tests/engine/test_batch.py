@@ -59,7 +59,7 @@ THREE = [
 
 def test_a_job_takes_exactly_the_options_of_generate():
     from engine.batch.jobs import FIELDS
-    from engine.pipeline import OPTIONS
+    from engine.config import OPTIONS
 
     assert set(FIELDS) == {"name", *OPTIONS}
     gen = next(a for a in cli.build_parser()._subparsers._actions if a.dest == "command")

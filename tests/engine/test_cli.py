@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import cli, pipeline
+from engine import checkpoints, cli, config, pipeline
 from engine.errors import Cancelled
 from engine.progress import CancelToken
 from engine.scene import load_scene
@@ -351,8 +351,8 @@ def test_everything_animated_reports_no_static_psnr_as_null_not_nan(files, tmp_p
 
 def test_cancel_then_resume(files, tmp_path):
     """A run cancelled during lifting resumes from its checkpoints (animation not redone)."""
-    inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
-    cfg = pipeline.build_config("preview", frames=3)
+    inputs = config.Inputs(files / "pano.png", mask=files / "mask.png")
+    cfg = config.build_config("preview", frames=3)
     out = tmp_path / "run"
     token = CancelToken()
     seen = []
@@ -386,7 +386,7 @@ def test_cancel_then_resume(files, tmp_path):
 
 def _stopped_at_depth(files, out):
     """A 3-frame preview run cancelled as its depth stage starts: (its inputs, ``out``)."""
-    inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
+    inputs = config.Inputs(files / "pano.png", mask=files / "mask.png")
     token = CancelToken()
 
     def stop(stage, fraction, message):
@@ -395,7 +395,7 @@ def _stopped_at_depth(files, out):
 
     with pytest.raises(Cancelled):
         pipeline.run(
-            inputs, pipeline.build_config("preview", frames=3), out, callback=stop, cancel=token
+            inputs, config.build_config("preview", frames=3), out, callback=stop, cancel=token
         )
     return inputs, out
 
@@ -403,7 +403,7 @@ def _stopped_at_depth(files, out):
 def test_resume_with_other_settings_is_refused(files, tmp_path):
     inputs, out = _stopped_at_depth(files, tmp_path / "run")
     with pytest.raises(Exception, match="other inputs or settings"):
-        pipeline.run(inputs, pipeline.build_config("preview", frames=4), out, resume=True)
+        pipeline.run(inputs, config.build_config("preview", frames=4), out, resume=True)
 
 
 def test_resume_from_a_damaged_checkpoint_is_one_line(files, tmp_path, capsys):
@@ -422,8 +422,8 @@ def test_resume_from_a_damaged_checkpoint_is_one_line(files, tmp_path, capsys):
 def test_a_rerun_cut_short_while_saving_leaves_no_mix_of_two_runs(files, tmp_path):
     """An earlier run's videos and report are gone once the new run starts saving: a folder
     cancelled then has the new scene and no report.json (unfinished), and --resume ends it."""
-    inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
-    cfg, out = pipeline.build_config("preview", frames=3), tmp_path / "run"
+    inputs = config.Inputs(files / "pano.png", mask=files / "mask.png")
+    cfg, out = config.build_config("preview", frames=3), tmp_path / "run"
     pipeline.run(inputs, cfg, out)
     earlier = (out / "report.json").read_bytes()
     token = CancelToken()
@@ -432,7 +432,7 @@ def test_a_rerun_cut_short_while_saving_leaves_no_mix_of_two_runs(files, tmp_pat
         if stage == "save" and "panorama.mp4" in message:
             token.cancel()
 
-    cfg2 = pipeline.build_config("preview", frames=4)
+    cfg2 = config.build_config("preview", frames=4)
     with pytest.raises(Cancelled):
         pipeline.run(inputs, cfg2, out, callback=stop, cancel=token)
     assert not (out / "report.json").exists() and not (out / "preview.mp4").exists()
@@ -449,7 +449,7 @@ def test_the_frames_checkpoint_is_allocated_before_the_animation_is_written(
     calls = []
     real = pipeline.reserve
     monkeypatch.setattr(pipeline, "reserve", lambda p: (calls.append(Path(p).name), real(p)))
-    inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
+    inputs = config.Inputs(files / "pano.png", mask=files / "mask.png")
     token = CancelToken()
 
     def stop(stage, fraction, message):
@@ -458,7 +458,7 @@ def test_the_frames_checkpoint_is_allocated_before_the_animation_is_written(
             token.cancel()
 
     with pytest.raises(Cancelled):
-        pipeline.run(inputs, pipeline.build_config("preview", frames=3), tmp_path / "r",
+        pipeline.run(inputs, config.build_config("preview", frames=3), tmp_path / "r",
                      callback=stop, cancel=token)  # fmt: skip
     assert calls == ["frames.npy"]
 
@@ -516,8 +516,8 @@ def test_sigterm_stops_a_run_cleanly_and_it_resumes(files, tmp_path):
 
 def test_render_command(files, tmp_path, capsys):
     out = tmp_path / "run"
-    inputs = pipeline.Inputs(files / "pano.png", mask=files / "mask.png")
-    pipeline.run(inputs, pipeline.build_config("preview", frames=2), out)
+    inputs = config.Inputs(files / "pano.png", mask=files / "mask.png")
+    pipeline.run(inputs, config.build_config("preview", frames=2), out)
     argv = ["render", str(out), "--out", str(tmp_path / "tour.mp4"), "--size", "96x64"]
     code, err = _run([*argv, "--frames", "5", "--backend", "torch", "--tour", "orbit"], capsys)
     assert code == 0, err
@@ -547,8 +547,8 @@ def test_render_to_a_folder_writes_lossless_png_frames(files, tmp_path, capsys):
 
     out = tmp_path / "run"
     pipeline.run(
-        pipeline.Inputs(files / "pano.png", mask=files / "mask.png"),
-        pipeline.build_config("preview", frames=2),
+        config.Inputs(files / "pano.png", mask=files / "mask.png"),
+        config.build_config("preview", frames=2),
         out,
     )
     argv = ["render", str(out), "--out", str(tmp_path / "frames") + "/", "--size", "48x32"]
@@ -671,11 +671,11 @@ def test_an_unnamed_os_error_stays_an_internal_error(capsys, monkeypatch, tmp_pa
 
 
 def test_a_regions_file_with_a_byte_order_mark_runs(files):
-    inputs = pipeline.Inputs(files / "pano.png", regions=files / "regions_bom.json")
+    inputs = config.Inputs(files / "pano.png", regions=files / "regions_bom.json")
     loaded = pipeline.load_inputs(inputs, 3)
     assert [r.name for r in loaded.regions] == ["a"]
-    cfg = pipeline.build_config("preview", frames=3)
-    assert len(pipeline._fingerprint(inputs, cfg)) > 10
+    cfg = config.build_config("preview", frames=3)
+    assert len(checkpoints.fingerprint(inputs, cfg)) > 10
 
 
 def test_model_without_svd_animator_is_refused(files, tmp_path, capsys):

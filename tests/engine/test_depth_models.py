@@ -328,12 +328,12 @@ def test_zoedepth_metric_loads_offline(tmp_path):
 def test_per_frame_model_depth_checkpoint_resumes(cli_files, dpt_folder, tmp_path):
     """The depth checkpoint keeps every frame's model depth [T, h, w]; a run cancelled in
     lifting resumes from it (the model is not run again) with the same depth source."""
-    from engine import pipeline
+    from engine import config, pipeline
     from engine.errors import Cancelled
     from engine.progress import CancelToken
 
-    inputs = pipeline.Inputs(cli_files / "pano.png", mask=cli_files / "mask.png")
-    cfg = pipeline.build_config("preview", frames=2, depth_model=str(dpt_folder))
+    inputs = config.Inputs(cli_files / "pano.png", mask=cli_files / "mask.png")
+    cfg = config.build_config("preview", frames=2, depth_model=str(dpt_folder))
     out = tmp_path / "run"
     token = CancelToken()
 

@@ -239,9 +239,9 @@ def test_lift_scale_keeps_evaluating_against_the_full_input(scale):
 
 
 def test_the_cuda_preset_is_refused_here_with_one_line_naming_the_fallback():
+    from engine.config import build_config
     from engine.errors import InputError
     from engine.lift.raster import has_gsplat
-    from engine.pipeline import build_config
 
     if has_gsplat():
         pytest.skip("CUDA and gsplat are here: the preset runs")

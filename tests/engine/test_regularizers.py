@@ -167,11 +167,11 @@ def test_generate_with_dino_model_end_to_end(dino_folder, tmp_path, capsys):
     """`generate --dino-model` switches L_sem on through the real CLI and config path."""
     import json
 
-    from engine import cli, pipeline
+    from engine import cli, config
 
-    cfg = pipeline.build_config("preview", dino_model=str(dino_folder))
+    cfg = config.build_config("preview", dino_model=str(dino_folder))
     assert cfg.lift.regularizers.dino_model == str(dino_folder)
-    assert pipeline.build_config("preview").lift.regularizers.dino_model is None
+    assert config.build_config("preview").lift.regularizers.dino_model is None
     argv = _cli_inputs(tmp_path) + ["--dino-model", str(dino_folder), "--preset", "preview"]
     out = tmp_path / "run"
     assert cli.main([*argv, "--frames", "2", "--out", str(out)]) == 0, capsys.readouterr().err

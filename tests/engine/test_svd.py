@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import cli, pipeline
+from engine import cli, config
 from engine.animate import get_animator
 from engine.animate.denoiser import DenoiserConfig, PanoramicDenoiser, latent_mask
 from engine.animate.svd import SVDAnimator, SVDConfig, SVDModel, _work_size, probe, require
@@ -284,9 +284,9 @@ def test_cli_generate_with_svd_and_missing_weights(tiny, tmp_path, capsys, monke
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     assert report["static_max_error"] == 0 and report["frames"] == 3
-    cfg = pipeline.build_config("preview", frames=3, animator="svd", model=str(tiny[9]))
+    cfg = config.build_config("preview", frames=3, animator="svd", model=str(tiny[9]))
     assert cfg.svd.steps == 1 and cfg.svd.frames == 3 and cfg.svd.model == str(tiny[9])
-    assert pipeline.build_config("preview", animator="svd").svd != cfg.svd  # fingerprinted
+    assert config.build_config("preview", animator="svd").svd != cfg.svd  # fingerprinted
 
 
 def test_composite_blends_the_decoded_video_by_the_feathered_weight():
@@ -310,7 +310,7 @@ def test_composite_blends_the_decoded_video_by_the_feathered_weight():
 def test_preview_preset_is_a_quick_check_covering_the_sphere(tiny):
     """--preset preview with a video model: one pass, few steps, few wide views that still
     cover the whole sphere; progress reports every step and every decoded tile."""
-    from engine.pipeline import build_config
+    from engine.config import build_config
     from engine.sphere import coverage, make_views
 
     cfg = build_config("preview", animator="svd", model=str(tiny[9]), device="cpu").svd

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import cli, pipeline
+from engine import cli, config, pipeline
 from engine.video import read_mp4
 from tests.conftest import textured_equirect
 from viewer.commands import choose_backend, register
@@ -29,8 +29,8 @@ def scene_dir(tmp_path_factory):
     mask = np.zeros((128, 256), np.uint8)
     mask[20:50, 40:200] = 255
     Image.fromarray(mask).save(d / "mask.png")
-    inputs = pipeline.Inputs(d / "pano.png", mask=d / "mask.png", motion="sway", speed_deg_s=20)
-    pipeline.run(inputs, pipeline.build_config("preview", frames=3), d / "run")
+    inputs = config.Inputs(d / "pano.png", mask=d / "mask.png", motion="sway", speed_deg_s=20)
+    pipeline.run(inputs, config.build_config("preview", frames=3), d / "run")
     return d / "run"
 
 

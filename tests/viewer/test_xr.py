@@ -26,9 +26,9 @@ import torch
 
 from engine.gaussians import Gaussians, rgb_to_sh0
 from engine.scene import Scene4D, save_scene
+from viewer.monado import monado_env, monado_manifest
 from viewer.playback import Playback
 from viewer.renderer import intrinsics_from_projection
-from viewer.xr import monado_env, monado_manifest
 from viewer.xr_gl import GL_RGB10_A2, GL_RGBA8, GL_RGBA16F, GL_SRGB8_ALPHA8, choose_format
 from viewer.xr_math import (
     Anchor,
@@ -414,7 +414,7 @@ def test_runtime_missing_gives_one_line_and_exit_2(scene_dir, tmp_path):
 
 @pytest.mark.xr
 def test_probe_runs_in_a_subprocess(monkeypatch, tmp_path):
-    from viewer.xr import probe
+    from viewer.xr_probe import probe
 
     monkeypatch.setenv("XR_RUNTIME_JSON", str(tmp_path / "none.json"))
     ok, why = probe(timeout=60)
