@@ -147,6 +147,7 @@ def ask_save_changes(parent: QWidget | None, what: str) -> str:
     return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(r, "cancel")
 
 
+IMAGE_FILTER = "Panoramas (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.exr *.hdr);;All files (*)"
 SPLAT_FILTER = "Gaussian splats (*.ply *.spz *.splat *.glb);;All files (*)"
 
 

@@ -14,7 +14,9 @@ Paint / Result, Ctrl+B before/after, Space play/pause (Result tab), Ctrl+E expor
 sequence, Ctrl+Shift+V enter VR, Ctrl+Q quit.
 
 All long work runs in :mod:`app.worker` threads; every dialog goes through
-:mod:`app.dialogs` (tests replace those functions; nothing blocks).
+:mod:`app.dialogs` (tests replace those functions; nothing blocks). Projects
+(:mod:`app.window_project`), exports (:mod:`app.window_export`) and VR
+(:mod:`app.window_vr`) are parts of the window in their own modules.
 """
 
 from __future__ import annotations
@@ -22,12 +24,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import sys
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, QProcessEnvironment, QSettings, QStandardPaths, Qt, QTimer
+from PySide6.QtCore import QProcess, QSettings, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import InputError
-from engine.io import Panorama, load_panorama, load_regions
+from engine.io import Panorama, load_panorama
 from engine.metrics import db_text
 from engine.progress import StageEstimate
 
@@ -59,11 +59,7 @@ from .project import (
     RESULT_DIR,
     RUN_DIR,
     SUFFIX,
-    PanoramaMissing,
     ProjectData,
-    adopt_outputs,
-    load_project,
-    project_folder,
     save_project,
     write_run_inputs,
 )
@@ -71,6 +67,9 @@ from .region_panel import RegionPanel
 from .regions_model import RegionsModel
 from .shortcuts import ShortcutRouter
 from .viewer_panel import ViewerPanel
+from .window_export import EXPORTS, ExportActions
+from .window_project import ProjectActions
+from .window_vr import VrActions
 from .worker import GenerateJob, GenerateWorker, TaskWorker
 
 __all__ = ["MainWindow"]
@@ -84,13 +83,6 @@ NO_RESULT = (
     "Generate, and press Generate (Ctrl+G).\nOr open a scene you made before: File > Open "
     "Scene…, Open Project… or Open Recent."
 )
-IMAGE_FILTER = "Panoramas (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.exr *.hdr);;All files (*)"
-EXPORTS = {
-    "scene": "Native scene…",
-    "ply": "PLY sequence…",
-    "mp4": "360° MP4…",
-    "preview": "Preview video…",
-}
 
 
 def default_runs_dir() -> Path:
@@ -111,7 +103,7 @@ def _scrolling(widget: QWidget) -> QScrollArea:
     return area
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ProjectActions, ExportActions, VrActions, QMainWindow):
     """The app. ``settings``: where recent files live (tests pass a temporary one);
     ``probe``: run the capability probe at start (tests pass False and set them)."""
 
@@ -474,7 +466,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ opening
 
     def open_dialog(self) -> None:
-        path = dialogs.open_file(self, "Open panorama", IMAGE_FILTER, self._last_dir())
+        path = dialogs.open_file(self, "Open panorama", dialogs.IMAGE_FILTER, self._last_dir())
         if path:
             self.open_panorama(path)
 
@@ -600,240 +592,6 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(1)
         self._update_actions()
         return True
-
-    # ------------------------------------------------------------------ projects
-
-    def open_project_dialog(self) -> None:
-        path = dialogs.pick_folder(self, "Open project (a .pano4dproj folder)", self._last_dir())
-        if path:
-            self.open_project(path)
-
-    def open_project(self, path: str | os.PathLike[str], *, ask: bool = True) -> bool:
-        if self._busy_refusal() or (ask and not self.maybe_save()):
-            return False
-        relinked = None
-        try:  # everything read and checked before any state is replaced
-            try:
-                data = load_project(path)
-            except PanoramaMissing as e:  # offer to point the project at where it is now
-                relinked = self._locate_panorama(e)
-                if relinked is None:
-                    return False
-                data = load_project(path, panorama=relinked)
-            pano = load_panorama(data.panorama)
-            size = (pano.height, pano.width)
-            regions = load_regions(data.regions_file, size) if data.regions_file else []
-        except Exception as e:
-            dialogs.error(self, "Cannot open project", *dialogs.describe(e))
-            return False
-        self._show_panorama(pano)
-        self.result_dir = None  # the previous project's; this one's is opened below
-        self.last_report = None
-        if regions:
-            self.model.set_regions(regions)
-            self.model.undo_stack.clear()
-        self.generate_panel.set_settings(data.settings)
-        self.project = data
-        self.auto_project = data.folder.resolve().parent == self.runs_dir.resolve()
-        self.copy_panorama = data.copied
-        self.copy_action.setChecked(data.copied)
-        self.generation = data.generation
-        self.dirty = relinked is not None  # saving records the panorama's new place
-        self._add_recent(data.folder)
-        if data.result is not None and (data.result / "scene" / "manifest.json").is_file():
-            self.open_scene_path(data.result)
-            self.tabs.setCurrentIndex(0)
-        elif data.result is not None:
-            missing = f"This project's result {data.result} is missing (moved or deleted?)."
-            self.viewer.set_empty_text(f"{missing}\n\nPress Generate (Ctrl+G) to make it again.")
-            self.statusBar().showMessage(missing, 15000)
-        self._update_title()
-        self._update_actions()
-        if data.resumable():
-            answer = dialogs.ask(
-                self,
-                "Resume generation?",
-                "The last generation of this project was interrupted. Resume it from its "
-                "checkpoints?",
-                ["Resume", "Not now"],
-            )
-            if answer == "Resume":
-                self.resume_generation()
-        return True
-
-    def _locate_panorama(self, missing: PanoramaMissing) -> str | None:
-        """Ask where a project's moved panorama is now; None when the user does not say."""
-        answer = dialogs.ask(
-            self,
-            "Panorama not found",
-            f"{missing}\n\nLocate it to open the project with its regions and settings.",
-            ["Locate…", "Cancel"],
-        )
-        if answer != "Locate…":
-            return None
-        start = str(missing.path.parent if missing.path.parent.is_dir() else self._last_dir())
-        return dialogs.open_file(self, "Locate the panorama", IMAGE_FILTER, start)
-
-    def _toggle_copy(self, on: bool) -> None:
-        self.copy_panorama = bool(on)
-        self._mark_dirty()
-
-    def save(self) -> bool:
-        if self.project is None or self.auto_project:
-            return self.save_as()
-        return self.save_project_to(self.project.folder)
-
-    def save_as(self) -> bool:
-        if self.pano is None:
-            return False
-        start = str(Path(self._last_dir()) / (Path(self.pano.path or "untitled").stem + SUFFIX))
-        path = dialogs.save_file(self, "Save project", f"Pano4D project (*{SUFFIX})", start)
-        if not path:
-            return False
-        return self.save_project_to(path)
-
-    def save_project_to(self, path: str | os.PathLike[str], *, quiet: bool = False) -> bool:
-        """Write the project (crash-safe); errors: a dialog (``quiet``: the status bar)."""
-        if self.pano is None:
-            return False
-        folder = project_folder(path)
-        previous = self.project.folder if self.project is not None else None
-        moving = previous is not None and previous.absolute() != folder.absolute()
-        scratch = self._scratch_of_outputs(folder)
-        # the outputs come along when the project moves, and from the app's scratch project
-        # (never while a job writes them: the next save after it brings them)
-        adopt = (moving or scratch is not None) and not self._running()
-        self._saves += 1  # before saving: a generate worker's older snapshot must not follow
-        try:
-            if adopt:
-                result, generation = self._adopt_outputs(folder)
-            else:
-                result, generation = self.result_dir, self.generation
-            if result is None and (folder / RESULT_DIR / "scene").is_dir():
-                result = folder / RESULT_DIR
-            self.project = save_project(
-                folder,
-                panorama=Path(self.pano.path),
-                regions=self.model.to_regions(),
-                settings=self.generate_panel.settings(),
-                copy_panorama=self.copy_panorama,
-                result=result,
-                generation=generation,
-            )
-        except Exception as e:
-            if quiet:
-                self.statusBar().showMessage(f"Autosave failed: {dialogs.describe(e)[0]}", 10000)
-            else:
-                dialogs.error(self, "Cannot save project", *dialogs.describe(e))
-            return False
-        self._follow_outputs(result, generation)
-        if adopt and scratch is not None:
-            self._discard_auto_project(scratch)
-        elif moving and self._running():
-            self.statusBar().showMessage(
-                "Saved; the running generation's result joins the project when it ends", 10000
-            )
-        if Path(self.pano.path or "") != self.project.panorama:  # the copy, or its original
-            self.pano = dataclasses.replace(self.pano, path=str(self.project.panorama))
-            self.size_label.setToolTip(f"{self.pano.path}\n{self.pano.source}")
-        self.dirty = False
-        self.auto_project = False
-        self._add_recent(folder)
-        self._update_title()
-        self.statusBar().showMessage(f"Saved {folder.name}", 3000)
-        return True
-
-    def _adopt_outputs(self, folder: Path) -> tuple[Path | None, dict | None]:
-        """The result and run record to save into ``folder``, copied into it when they live
-        elsewhere (:func:`app.project.adopt_outputs`; a wait cursor while it copies)."""
-        QApplication.setOverrideCursor(Qt.WaitCursor)
-        try:
-            return adopt_outputs(folder, self.result_dir, self.generation)
-        finally:
-            QApplication.restoreOverrideCursor()
-
-    def _follow_outputs(self, result: Path | None, generation: dict | None) -> None:
-        """After a save that copied the outputs: the window shows and names the copies."""
-        if generation is not None:
-            self.generation = generation
-        if result is None or self.result_dir is None or result == self.result_dir:
-            return
-        shown = self.scene_path is not None and self.scene_path.parent == self.result_dir
-        self.result_dir = result
-        if shown:  # reopen from the copy (the viewer may read frames from disk later)
-            tab = self.tabs.currentIndex()
-            self.open_scene_path(result)
-            self.tabs.setCurrentIndex(tab)
-
-    def _scratch_of_outputs(self, folder: Path) -> Path | None:
-        """The project in the app's data folder (other than ``folder``) that holds the
-        current result or run, if any: its outputs are the app's to move."""
-        g = self.generation or {}
-        runs, target = self.runs_dir.resolve(), folder.resolve()
-        for p in (self.result_dir, g.get("out")):
-            if p is None:
-                continue
-            q = Path(p).resolve()
-            for parent in q.parents:
-                if parent.parent == runs and parent != target:
-                    return parent
-        return None
-
-    def _discard_auto_project(self, folder: Path) -> None:
-        """Remove the project the app made in its data folder once it has been saved
-        elsewhere with everything it held (kept when anything still names it)."""
-        if folder.resolve().parent != self.runs_dir.resolve():
-            return
-        p, g = self.project, self.project.generation or {}
-        named = [p.panorama, p.regions_file, p.result, *(g.get(k) for k in ("out", "regions"))]
-        named.append(g.get("panorama"))
-        old = folder.resolve()
-        if any(n and Path(n).resolve().is_relative_to(old) for n in named):
-            return  # something the saved project names is still in there
-        shutil.rmtree(folder, ignore_errors=True)
-        items = [r for r in self.recent_files() if Path(r) != folder.absolute()]
-        self.qsettings.setValue("recent", items)
-
-    def autosave(self) -> None:
-        """The timer's save: only a project that has a folder and unsaved changes."""
-        self._sync_dirty()
-        if self.project is not None and self.dirty:
-            self._quiet_save()
-
-    def _project_snapshot(self) -> dict | None:
-        """Arguments of :func:`app.project.save_project` for the current state (copies: a
-        worker thread writes them while the user keeps painting)."""
-        if self.project is None or self.pano is None:
-            return None
-        return {
-            "folder": self.project.folder,
-            "panorama": Path(self.pano.path),
-            "regions": self.model.to_regions(),
-            "settings": self.generate_panel.settings(),
-            "copy_panorama": self.copy_panorama,
-            "result": self.result_dir,
-            "generation": dict(self.generation) if self.generation else None,
-        }
-
-    def _quiet_save(self) -> None:
-        """Save the current project where it is (autosave, run state); errors to the status
-        bar. A project the app made itself stays one (Save still asks where)."""
-        if self.project is None:
-            return
-        auto = self.auto_project
-        self.save_project_to(self.project.folder, quiet=True)
-        self.auto_project = auto
-
-    def maybe_save(self) -> bool:
-        """Before replacing or closing the work: True to go on."""
-        self._sync_dirty()
-        if not self.dirty or self.pano is None:
-            return True
-        what = self.project.folder.name if self.project else Path(self.pano.path or "").name
-        answer = dialogs.ask_save_changes(self, what)
-        if answer == "save":
-            return self.save()
-        return answer == "discard"
 
     # ------------------------------------------------------------------ generate
 
@@ -1128,220 +886,6 @@ class MainWindow(QMainWindow):
         if not self.viewer.before_button.isHidden():  # hidden: no before image (not: other tab)
             self.tabs.setCurrentIndex(1)
             self.viewer.set_before(not self.viewer.showing_before)
-
-    def _result_file(self, name: str) -> Path | None:
-        if self.result_dir is None:
-            return None
-        p = self.result_dir / name
-        return p if p.is_file() else None
-
-    def _export_dir(self) -> str:
-        """Where export dialogs start: the last folder exported to, else the user's
-        Documents (never the hidden data folder the runs live in)."""
-        last = self.qsettings.value("last_export_dir", "")
-        if last and Path(str(last)).is_dir():
-            return str(last)
-        docs = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation)
-        return docs if docs and Path(docs).is_dir() else str(Path.home())
-
-    def export_dialog(self, kind: str) -> None:
-        start = self._export_dir()
-        if kind == "ply":
-            path = dialogs.pick_folder(self, "Export PLY sequence into folder", start)
-        elif kind == "scene":
-            path = dialogs.save_file(self, "Export native scene (a folder)", "Folders (*)", start)
-        else:
-            path = dialogs.save_file(self, "Export video", "MP4 video (*.mp4)", start)
-            if path and not path.lower().endswith(".mp4"):
-                path += ".mp4"
-        if path:
-            target = Path(path)
-            folder = target if kind == "ply" else target.parent
-            self.qsettings.setValue("last_export_dir", str(folder.absolute()))
-            self.export_to(kind, path)
-
-    def export_to(self, kind: str, path: str | os.PathLike[str]) -> bool:
-        """Export the shown scene in a worker: ``scene`` (native folder), ``ply`` (PLY
-        sequence into a folder), ``mp4`` (the 360° equirect video), ``preview`` (the
-        look-around video; rendered when the result has none)."""
-        scene = self.viewer.view.scene
-        if scene is None or self._running():
-            return False
-        dest = Path(path)
-        if kind in ("ply", "scene"):  # a picked folder holding the user's files: a subfolder
-            from engine.splats import scene_folder, sequence_folder
-
-            pick = sequence_folder if kind == "ply" else scene_folder
-            try:
-                dest = pick(dest, self._scene_name())
-                self._outside_shown_scene(dest)
-            except InputError as e:
-                dialogs.error(self, "Cannot export", str(e))
-                return False
-        task = self._export_task(kind, scene, dest)
-        if task is None:
-            dialogs.error(self, "Cannot export", f"no {EXPORTS[kind].rstrip('…')} for this scene")
-            return False
-        what = EXPORTS[kind].rstrip("…")
-        return self._start_task(
-            task,
-            (f"Exporting {what}", f"Last export: {what}"),
-            lambda _r: self._job_ended(f"Exported to {dest}"),
-            ("Export failed", "Export failed"),
-            cancelled="Export cancelled",
-        )
-
-    def _outside_shown_scene(self, dest: Path) -> None:
-        """InputError when ``dest`` is the shown scene's folder or inside it (replacing it
-        would destroy what is being copied)."""
-        if self.scene_path is None:
-            return
-        src, dest = self.scene_path.resolve(), dest.resolve()
-        if dest == src or src in dest.parents:
-            raise InputError(f"{dest} is the scene shown, or inside it; choose another folder")
-
-    def _scene_name(self) -> str:
-        """A name for the shown scene: its run folder's (``RUN/scene``), else its own."""
-        p = self.scene_path
-        if p is None:
-            return "Pano4D scene"
-        return p.parent.name if p.name == "scene" else p.name
-
-    def _export_task(self, kind: str, scene, dest: Path):
-        from engine.fsutil import atomic_dir, atomic_file, parents_made
-        from engine.progress import Progress
-
-        if kind == "ply":
-            from engine.scene import export_ply_sequence
-
-            return lambda cb, cancel: export_ply_sequence(
-                scene, dest, progress=Progress("export", cb, cancel)
-            )
-        if kind == "scene":
-            from engine.scene import save_scene
-
-            scene_path = self.scene_path  # the shown scene's, as it is now
-
-            def write_scene(cb, cancel):
-                if scene_path is not None:
-                    files = [f for f in scene_path.rglob("*") if f.is_file()]
-                    done = iter(range(1, len(files) + 1))
-
-                    def copy_one(src, dst):  # a Cancel stops between files, nothing kept
-                        cancel.check()
-                        shutil.copy2(src, dst)
-                        cb("export", next(done, len(files)) / max(len(files), 1), "copying")
-
-                    with atomic_dir(dest) as tmp:
-                        shutil.copytree(scene_path, tmp, dirs_exist_ok=True, copy_function=copy_one)
-                    return dest
-                save_scene(scene, dest, half=True)
-                return dest
-
-            return write_scene
-        source = self._result_file("panorama.mp4" if kind == "mp4" else "preview.mp4")
-        if source is not None:
-
-            def copy(cb, cancel):
-                cb("export", 0.0, f"copying {source.name}")
-                size = max(source.stat().st_size, 1)
-                with (
-                    parents_made(dest),
-                    atomic_file(dest, suffix=".mp4") as tmp,
-                    open(source, "rb") as src,
-                    open(tmp, "wb") as dst,
-                ):
-                    while chunk := src.read(8 << 20):  # a Cancel stops between chunks
-                        cancel.check()
-                        dst.write(chunk)
-                        cb("export", dst.tell() / size, f"copying {source.name}")
-                cb("export", 1.0, "done")
-                return dest
-
-            return copy
-        if kind == "preview":
-            from engine.config import OutputConfig
-            from engine.pipeline import preview_frames
-            from engine.video import write_mp4
-
-            def render(cb, cancel):
-                with parents_made(dest):
-                    frames = preview_frames(scene, OutputConfig(), Progress("export", cb, cancel))
-                    return write_mp4(dest, frames, scene.fps)
-
-            return render
-        return None
-
-    # ------------------------------------------------------------------ VR
-
-    def vr_command(self) -> list[str]:
-        return [sys.executable, str(ROOT / "main.py"), "xr", str(self.scene_path)]
-
-    def _vr_text(self, has_scene: bool) -> str:
-        """The menu item says why it is greyed out (menus show no tooltips)."""
-        if self._xr_probe is not None and self._xr_probe.running():
-            return "Enter VR (looking for an OpenXR runtime…)"
-        if not self.capabilities.xr:
-            reason = " ".join(self.capabilities.xr_reason.split())
-            return f"Enter VR — {reason[:90]}" if reason else "Enter VR — no OpenXR runtime"
-        return "Enter &VR" if has_scene else "Enter VR — open or generate a scene first"
-
-    def reprobe_xr(self) -> None:
-        """Ask for an OpenXR runtime again each time the VR menu opens: one started after the
-        app (SteamVR, Monado) is found without a restart."""
-        from .capabilities import XrProbe
-
-        if self._xr_probe is not None and self._xr_probe.running():
-            return
-        probe = XrProbe(self)
-        probe.ready.connect(self._xr_reprobed)
-        self._xr_probe = probe
-        probe.start()
-        self._update_actions()
-
-    def _xr_reprobed(self, ok: bool, reason: str) -> None:
-        self._xr = (ok, reason)
-        was = self.capabilities.xr
-        self.set_capabilities(dataclasses.replace(self.capabilities, xr=ok, xr_reason=reason))
-        if ok != was:
-            self.statusBar().showMessage(
-                "OpenXR runtime found: VR > Enter VR" if ok else f"XR: {reason}", 8000
-            )
-
-    def vr_environment(self) -> QProcessEnvironment:
-        """The XR process's environment: the app's, without the GLX PyOpenGL platform its Qt
-        views set (``main.py xr`` makes an EGL context; GLX there fails at once)."""
-        env = QProcessEnvironment.systemEnvironment()
-        if env.value("PYOPENGL_PLATFORM") == "glx":
-            env.remove("PYOPENGL_PLATFORM")
-        return env
-
-    def enter_vr(self) -> bool:
-        """Launch ``main.py xr SCENE`` as a separate process; the window stays usable."""
-        if self.scene_path is None:
-            return False
-        if self.vr_process is not None and self.vr_process.state() != QProcess.NotRunning:
-            self.statusBar().showMessage("VR is already running", 5000)
-            return False
-        proc = QProcess(self)
-        cmd = self.vr_command()
-        proc.setProgram(cmd[0])
-        proc.setArguments(cmd[1:])
-        proc.setWorkingDirectory(str(ROOT))
-        proc.setProcessEnvironment(self.vr_environment())
-        proc.finished.connect(lambda code, _status: self._vr_finished(proc, code))
-        proc.start()
-        self.vr_process = proc
-        self.statusBar().showMessage("VR session started (close it in the headset)", 5000)
-        return True
-
-    def _vr_finished(self, proc: QProcess, code: int) -> None:
-        err = bytes(proc.readAllStandardError()).decode("utf-8", "replace").strip()
-        if code != 0:
-            line = err.splitlines()[-1] if err else f"exit code {code}"
-            dialogs.error(self, "VR session failed", line, err)
-        else:
-            self.statusBar().showMessage("VR session ended", 5000)
 
     # ------------------------------------------------------------------ recent, drop, close
 

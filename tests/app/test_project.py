@@ -273,6 +273,7 @@ def test_unticking_copy_records_the_original_and_never_loses_the_only_copy(
 
 def test_a_failed_run_save_keeps_the_edits_unsaved(gui, qtbot, tmp_path, dialogs, monkeypatch):
     import app.main_window as mw
+    import app.window_project as window_project
 
     win = make_window(gui, qtbot, tmp_path)
     win.open_panorama(tiny_panorama(tmp_path))
@@ -285,7 +286,8 @@ def test_a_failed_run_save_keeps_the_edits_unsaved(gui, qtbot, tmp_path, dialogs
     def disk_full(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(mw, "save_project", disk_full)
+    for module in (mw, window_project):  # the run's save and the window's own saves
+        monkeypatch.setattr(module, "save_project", disk_full)
     assert win.start_generation()
     qtbot.waitUntil(lambda: not win._running() and not win.progress_panel.running, timeout=60000)
     assert dialogs.errors[-1][0] == "Generation failed" and "disk full" in dialogs.errors[-1][1]
