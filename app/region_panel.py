@@ -5,7 +5,7 @@ and import/export of engine region files.
 
 Every dialog goes through a small method that tests (and the main window) can call directly
 with a path: :meth:`RegionPanel.import_regions`, :meth:`RegionPanel.export_regions`; errors are
-shown by :meth:`RegionPanel.show_error` (a QMessageBox).
+shown by :meth:`RegionPanel.show_error` (:func:`app.dialogs.error`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QColorDialog,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -31,7 +30,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QMessageBox,
     QPushButton,
     QSizePolicy,
     QToolButton,
@@ -43,11 +41,13 @@ from engine.errors import InputError
 from engine.io import MAX_FEATHER_PX, MAX_PROMPT_CHARS, MAX_SPEED_DEG_S
 from engine.text.motion import parse_motion
 
+from . import dialogs
 from .canvas import PaintCanvas
 from .regions_model import MOTIONS, RegionsModel
 
 __all__ = ["DirectionDial", "RegionPanel"]
 
+REGIONS_FILTER = "Pano4D regions (*.json);;All files (*)"
 MERGE_SECONDS = 1.0  # consecutive edits of one field within this time are one undo step
 TOOL_LABELS = (
     ("brush", "Brush", "B", "Paint the selected region (B). Right-drag erases."),
@@ -159,6 +159,7 @@ class RegionPanel(QWidget):
         self.model, self.canvas = model, canvas
         self._last_edit: tuple[str, int, float] | None = None
         self._syncing = False
+        self._regions_dir = ""  # where the last region file was imported or exported
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.addWidget(self._build_tools())
@@ -494,20 +495,19 @@ class RegionPanel(QWidget):
         return True
 
     def show_error(self, title: str, text: str) -> None:
-        QMessageBox.warning(self, title, text)
+        dialogs.error(self, title, dialogs.in_app_words(text))
 
     def _import_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Import regions", "", "Pano4D regions (*.json);;All files (*)"
-        )
+        path = dialogs.open_file(self, "Import regions", REGIONS_FILTER, self._regions_dir)
         if path:
+            self._regions_dir = os.path.dirname(path)
             self.import_regions(path)
 
     def _export_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export regions", "regions.json", "Pano4D regions (*.json)"
-        )
+        start = os.path.join(self._regions_dir, "regions.json")
+        path = dialogs.save_file(self, "Export regions", "Pano4D regions (*.json)", start)
         if path:
+            self._regions_dir = os.path.dirname(path)
             if not path.lower().endswith(".json"):
                 path += ".json"
             self.export_regions(path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence, QSurfaceFormat
-from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QApplication, QMainWindow
 
 from engine.errors import InputError
 from engine.scene import Scene4D, open_scene
@@ -96,11 +96,11 @@ class ViewerWindow(QMainWindow):
         """Load a scene and show it; errors go to a message box (one line). Returns success."""
         try:
             scene = open_any(path)
-        except InputError as e:  # FormatError is an InputError
-            self.show_error("Cannot open scene", str(e))
-            return False
-        except Exception as e:  # never a traceback in the UI
-            self.show_error("Cannot open scene", f"{Path(path).name}: {type(e).__name__}: {e}")
+        except Exception as e:  # InputError / FormatError: one line; others summarised
+            message, details = dialogs.describe(e)
+            if not isinstance(e, InputError):
+                message = f"{Path(path).name}: {message}"
+            dialogs.error(self, "Cannot open scene", message, details)
             return False
         self.set_scene(scene, Path(path).name)
         return True
@@ -116,7 +116,7 @@ class ViewerWindow(QMainWindow):
             self.open_path(path)
 
     def show_error(self, title: str, message: str) -> None:
-        QMessageBox.critical(self, title, message)
+        dialogs.error(self, title, message)
 
     def closeEvent(self, e) -> None:
         self.panel.shutdown()

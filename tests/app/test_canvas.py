@@ -383,7 +383,7 @@ def test_panel_edits_export_import_and_errors(setup, qtbot, tmp_path, monkeypatc
 
     shown = []
     monkeypatch.setattr(
-        rp.QMessageBox, "warning", staticmethod(lambda parent, title, text: shown.append(text))
+        rp.dialogs, "error", lambda parent, title, text, details="": shown.append(text)
     )
     qtbot.mouseClick(panel.add_button, Qt.LeftButton)
     assert len(model.layers) == 1 and panel.region_list.count() == 1
@@ -428,6 +428,33 @@ def test_panel_edits_export_import_and_errors(setup, qtbot, tmp_path, monkeypatc
     assert model.is_empty()
     qtbot.mouseClick(panel.undo_button, Qt.LeftButton)
     assert not model.is_empty()
+
+
+def test_region_file_buttons_go_through_the_app_dialogs(setup, qtbot, tmp_path, monkeypatch):
+    """Export / Import regions: the app's file dialogs, the next one starting where the last
+    file was; a name without .json gets it; a refused file is one line in the error dialog."""
+    model, canvas, panel = setup
+    import app.region_panel as rp
+
+    asked, shown = [], []
+    answers = iter([str(tmp_path / "out" / "mine"), str(tmp_path / "out" / "mine.json")])
+
+    def pick(parent, title, filters, start=""):
+        asked.append((title, start))
+        return next(answers)
+
+    monkeypatch.setattr(rp.dialogs, "save_file", pick)
+    monkeypatch.setattr(rp.dialogs, "open_file", pick)
+    monkeypatch.setattr(rp.dialogs, "error", lambda parent, t, text, d="": shown.append(text))
+    model.paint_mask(model.add_layer(), np.ones((H, W), bool))
+    qtbot.mouseClick(panel.export_button, Qt.LeftButton)
+    assert (tmp_path / "out" / "mine.json").is_file() and not shown
+    model.reset(H, W)
+    qtbot.mouseClick(panel.import_button, Qt.LeftButton)
+    assert asked[1] == ("Import regions", str(tmp_path / "out")) and len(model.layers) == 1
+    (tmp_path / "out" / "mine.json").write_text("{ not json")
+    panel.import_regions(tmp_path / "out" / "mine.json")
+    assert len(shown) == 1 and "\n" not in shown[0] and "mine.json" in shown[0]
 
 
 def test_undo_during_a_direction_drag_ends_it_and_painting_survives(setup, qtbot):

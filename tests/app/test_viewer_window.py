@@ -183,7 +183,7 @@ def test_malformed_scene_shows_one_line_error(win, gui, tmp_path, monkeypatch):
     (bad / "manifest.json").write_text("{ not json")
     shown = []
     monkeypatch.setattr(
-        gui.QMessageBox, "critical", staticmethod(lambda parent, title, text: shown.append(text))
+        gui.dialogs, "error", lambda parent, title, text, details="": shown.append(text)
     )
     scene = win.view.scene
     assert win.open_path(bad) is False
